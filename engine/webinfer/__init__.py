@@ -1,0 +1,3 @@
+"""webinfer: LLM inference in Python for the browser (Pyodide) and CPython."""
+
+__version__ = "0.1.0"

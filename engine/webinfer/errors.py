@@ -1,0 +1,113 @@
+"""The exceptions webinfer raises.
+
+Every error a user can provoke with bad input is a subclass of
+:class:`WebinferError` and also of the stdlib type a caller would naturally
+catch (``ValueError`` for bad data, ``OSError`` for I/O).  Errors carry the
+values a caller needs as attributes, and their messages say what to do.
+"""
+
+from __future__ import annotations
+
+
+class WebinferError(Exception):
+    """Base class of all errors raised on purpose by webinfer."""
+
+
+# ---------------------------------------------------------------- model files
+
+
+class GGUFError(WebinferError, ValueError):
+    """A GGUF file is malformed, hostile or unsupported.
+
+    ``offset`` is the byte offset where the problem was found, if known.
+    """
+
+    def __init__(self, message: str, *, offset: int | None = None):
+        if offset is not None:
+            message = f"{message} (at byte {offset})"
+        super().__init__(message)
+        self.offset = offset
+
+
+class GGUFTruncatedError(GGUFError):
+    """The file ends before the structure being read does."""
+
+
+class GGUFMagicError(GGUFError):
+    """The file does not start with the GGUF magic bytes."""
+
+
+class GGUFVersionError(GGUFError):
+    """The GGUF version is one this reader does not support."""
+
+    def __init__(self, version: int, supported: tuple[int, ...]):
+        super().__init__(
+            f"GGUF version {version} is not supported (supported: "
+            f"{', '.join(map(str, supported))}); re-convert the model with a current llama.cpp"
+        )
+        self.version = version
+
+
+class GGUFLimitError(GGUFError):
+    """A count or size in the file is larger than the file could hold or than is sane."""
+
+
+class GGUFMetadataError(GGUFError):
+    """A metadata value has an unknown type, bad UTF-8, or an unexpected shape."""
+
+
+class UnsupportedTensorTypeError(GGUFError):
+    """A tensor uses a quantization type webinfer cannot (de)quantize."""
+
+    def __init__(self, tensor: str, type_name: str, supported: list[str]):
+        super().__init__(
+            f"tensor {tensor!r} has type {type_name}, which webinfer does not support; "
+            f"supported types: {', '.join(supported)}"
+        )
+        self.tensor = tensor
+        self.type_name = type_name
+
+
+class TensorDataOutOfBoundsError(GGUFError):
+    """A tensor's data lies (partly) past the end of the file."""
+
+
+class MissingTensorError(GGUFError, KeyError):
+    """The model needs a tensor the file does not have."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class UnsupportedModelError(WebinferError, ValueError):
+    """The file's architecture (or one of its features) is not implemented."""
+
+
+# ------------------------------------------------------------------ tokenizer
+
+
+class TokenizerError(WebinferError, ValueError):
+    """The tokenizer metadata is unusable, or a token id is out of range."""
+
+
+class ChatTemplateError(WebinferError, ValueError):
+    """A chat template could not be parsed or rendered."""
+
+
+# -------------------------------------------------------------------- runtime
+
+
+class ContextOverflowError(WebinferError, ValueError):
+    """The prompt (plus what must be generated) does not fit in the context."""
+
+    def __init__(self, n_tokens: int, n_ctx: int, what: str = "prompt"):
+        super().__init__(
+            f"the {what} has {n_tokens} tokens but the context holds {n_ctx}; "
+            f"shorten it or load the model with a larger context (n_ctx)"
+        )
+        self.n_tokens = n_tokens
+        self.n_ctx = n_ctx
+
+
+class ModelFileNotFoundError(WebinferError, FileNotFoundError):
+    """A model path or name did not resolve to a file."""
