@@ -111,3 +111,7 @@ class ContextOverflowError(WebinferError, ValueError):
 
 class ModelFileNotFoundError(WebinferError, FileNotFoundError):
     """A model path or name did not resolve to a file."""
+
+
+class InvalidArgumentError(WebinferError, ValueError):
+    """A user-supplied option is out of range or of the wrong kind."""

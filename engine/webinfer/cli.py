@@ -1,0 +1,223 @@
+"""``webinfer`` command line: generate, chat, info.
+
+Errors a user can cause (bad file, bad option, prompt too long) print one
+line to stderr and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+from . import __version__
+from .errors import WebinferError
+
+EXIT_USER_ERROR = 2
+
+
+# ------------------------------------------------------------------ helpers
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most 10 times a second."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream, self.width, self._last = stream, width, 0.0
+        self.enabled = stream.isatty() or "--progress" in sys.argv
+
+    def __call__(self, p: dict) -> None:
+        now = time.perf_counter()
+        done = p["loaded"] >= p["total"]
+        if not self.enabled or (now - self._last < 0.1 and not done):
+            return
+        self._last = now
+        frac = p["progress"]
+        bar = "#" * int(frac * self.width)
+        mb = p["loaded"] / 1e6
+        self.stream.write(f"\rloading [{bar:<{self.width}}] {frac:6.1%} {mb:7.1f} MB "
+                          f"{p['tensors']}/{p['n_tensors']} tensors")
+        if done:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", default=None,
+                   help="GGUF file or known model name (default: the registry's default model)")
+    p.add_argument("--backend", default="numpy", choices=["numpy"], help="compute backend (default: numpy)")
+    p.add_argument("--n-ctx", type=int, default=None, help="context length in tokens (default: 2048)")
+    p.add_argument("--progress", action="store_true", help="show the load progress bar even when not a TTY")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--max-tokens", "-n", type=int, default=256, help="tokens to generate at most (default 256)")
+    g.add_argument("--temperature", "-t", type=float, default=0.7, help="0 = greedy (default 0.7)")
+    g.add_argument("--top-k", type=int, default=40, help="0 disables (default 40)")
+    g.add_argument("--top-p", type=float, default=0.95, help="1 disables (default 0.95)")
+    g.add_argument("--min-p", type=float, default=0.05, help="0 disables (default 0.05)")
+    g.add_argument("--repeat-penalty", type=float, default=1.0, help="1 disables (default 1.0)")
+    g.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--stats", action="store_true", help="print token counts and speed to stderr at the end")
+
+
+def _sampling(ns) -> dict:
+    return dict(temperature=ns.temperature, top_k=ns.top_k, top_p=ns.top_p, min_p=ns.min_p,
+                repetition_penalty=ns.repeat_penalty, seed=ns.seed)
+
+
+def _load(ns):
+    from .runtime.engine import Engine
+
+    return Engine.load(ns.model, backend=ns.backend, n_ctx=ns.n_ctx, progress=ProgressBar())
+
+
+def _print_stats(engine) -> None:
+    s = engine.last_stats
+    if s is not None:
+        d = s.as_dict()
+        print(f"[{d['prompt_tokens']} prompt tokens ({d['reused_tokens']} cached), {d['completion_tokens']} generated; "
+              f"prefill {d['prefill_tokens_per_s']:.1f} tok/s, decode {d['decode_tokens_per_s']:.1f} tok/s, "
+              f"TTFT {d['ttft_s'] * 1000:.0f} ms; backend {engine.backend_name}]", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ commands
+
+def cmd_generate(ns) -> int:
+    engine = _load(ns)
+    prompt = ns.prompt if ns.prompt != "-" else sys.stdin.read()
+    for piece in engine.generate(prompt, max_tokens=ns.max_tokens, stop=ns.stop, **_sampling(ns)):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if ns.stats:
+        _print_stats(engine)
+    return 0
+
+
+def cmd_chat(ns) -> int:
+    engine = _load(ns)
+    messages = [{"role": "system", "content": ns.system}] if ns.system else []
+
+    def answer(text: str) -> None:
+        messages.append({"role": "user", "content": text})
+        reply = []
+        for chunk in engine.chat.completions.create(messages=messages, stream=True, max_tokens=ns.max_tokens,
+                                                    stop=ns.stop or None, **_sampling(ns)):
+            piece = chunk["choices"][0]["delta"].get("content", "")
+            reply.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        messages.append({"role": "assistant", "content": "".join(reply)})
+        if ns.stats:
+            _print_stats(engine)
+
+    if ns.message:
+        for m in ns.message:
+            if len(ns.message) > 1:
+                print(f"> {m}")
+            answer(m)
+        return 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("webinfer chat: type a message, /reset to start over, Ctrl-D to quit.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        if line == "/reset":
+            del messages[1 if ns.system else 0:]
+            continue
+        answer(line)
+
+
+def cmd_info(ns) -> int:
+    from .formats.gguf import GGUFFile
+    from .models import resolve_model
+
+    with GGUFFile.open(resolve_model(ns.file)) as g:
+        if ns.json:
+            md = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in g.metadata.items()}
+            if not ns.full:
+                md = {k: (f"<{len(v)} items>" if isinstance(v, list) and len(v) > 16 else v) for k, v in md.items()}
+            tensors = [{"name": t.name, "type": t.type_name, "shape": list(t.shape), "offset": t.offset,
+                        "nbytes": t.nbytes} for t in g]
+            json.dump({"version": g.version, "metadata": md, "tensors": tensors}, sys.stdout, indent=1)
+            print()
+            return 0
+        print(f"GGUF v{g.version}, {len(g.metadata)} metadata keys, {len(g.tensors)} tensors, "
+              f"{g.source.size / 1e6:.1f} MB")
+        print("\nmetadata:")
+        for k, v in g.metadata.items():
+            if hasattr(v, "__len__") and not isinstance(v, str) and len(v) > 8 and not ns.full:
+                text = f"[{len(v)} items: {', '.join(repr(x) for x in list(v[:4]))}, ...]"
+            else:
+                text = repr(v.tolist() if hasattr(v, "tolist") else v)
+            if len(text) > 120 and not ns.full:
+                text = text[:117] + "..."
+            print(f"  {k:<44} {text}")
+        print("\ntensors:")
+        print(f"  {'name':<36} {'type':<6} {'shape':<18} {'MB':>8}")
+        total = 0
+        for t in g:
+            total += t.nbytes
+            print(f"  {t.name:<36} {t.type_name:<6} {str(list(t.shape)):<18} {t.nbytes / 1e6:8.2f}")
+        n = sum(t.n_elements for t in g)
+        print(f"\n  {n / 1e6:.1f} M weights, {total / 1e6:.1f} MB, {8 * total / n:.2f} bits per weight")
+    return 0
+
+
+# ------------------------------------------------------------------ main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="webinfer", description="Run GGUF language models with webinfer.")
+    p.add_argument("--version", action="version", version=f"webinfer {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="complete a prompt, streaming the text",
+                       description="Complete PROMPT (or stdin with '-') and stream the continuation.")
+    g.add_argument("prompt")
+    _add_model_args(g)
+    _add_sampling_args(g)
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("chat", help="chat with the model using its chat template",
+                       description="Interactive streaming chat; with -M, answer the given message(s) and exit.")
+    c.add_argument("--message", "-M", action="append", help="a user message to answer (repeatable), non-interactive")
+    c.add_argument("--system", default=None, help="system prompt")
+    _add_model_args(c)
+    _add_sampling_args(c)
+    c.set_defaults(func=cmd_chat)
+
+    i = sub.add_parser("info", help="print a GGUF file's metadata and tensor table")
+    i.add_argument("file", nargs="?", default=None, help="GGUF file or known model name (default model if omitted)")
+    i.add_argument("--full", action="store_true", help="do not abbreviate long values")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except WebinferError as e:
+        print(f"webinfer: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

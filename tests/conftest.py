@@ -1,0 +1,43 @@
+"""Shared fixtures: paths to the pinned assets scripts/setup.sh fetches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(os.environ.get("WEBINFER_CACHE") or Path.home() / ".cache" / "webinfer")
+DEFAULT_MODEL = CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+VOCAB_DIR = CACHE / "testdata" / "vocab"
+TEXT_DIR = CACHE / "testdata" / "text"
+REFERENCE_DIR = Path(__file__).parent / "data" / "reference"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is missing: run scripts/setup.sh")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    return need(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def default_gguf(default_model_path):
+    from webinfer.formats.gguf import GGUFFile
+
+    g = GGUFFile.open(default_model_path)
+    yield g
+    g.close()
+
+
+@pytest.fixture(scope="session")
+def default_model(default_gguf):
+    """The default model on the numpy backend, loaded once per test run (about 1 s)."""
+    from webinfer.backends.numpy_backend import NumpyBackend
+    from webinfer.model import load_model
+
+    return load_model(default_gguf, NumpyBackend())
