@@ -41,3 +41,14 @@ def default_model(default_gguf):
     from webinfer.model import load_model
 
     return load_model(default_gguf, NumpyBackend())
+
+
+# Property tests: reproducible in CI, random locally.
+try:
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+    settings.register_profile("dev", deadline=None)
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+except ImportError:  # pragma: no cover
+    pass
