@@ -175,6 +175,40 @@ def cmd_info(ns) -> int:
     return 0
 
 
+def cmd_perplexity(ns) -> int:
+    from .formats.gguf import GGUFFile
+    from .models import resolve_model
+    from .quant.perplexity import perplexity
+    from .runtime.engine import BACKENDS
+    from .model import load_model
+    from .tokenizer import Tokenizer
+
+    try:
+        raw = open(ns.text, "rb").read()
+    except OSError as e:
+        raise WebinferError(f"cannot read {ns.text}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WebinferError(f"{ns.text} is not UTF-8 text (bad byte at {e.start})") from None
+    g = GGUFFile.open(resolve_model(ns.model))
+    tok = Tokenizer.from_gguf_metadata(g.metadata)
+    ids = tok.encode(text, add_special=False, parse_special=False)
+    model = load_model(g, BACKENDS[ns.backend](), ProgressBar())
+
+    def show(done: int, total: int, ppl: float) -> None:
+        print(f"\rwindow {done}/{total}  running PPL {ppl:.4f}", end="", file=sys.stderr, flush=True)
+
+    r = perplexity(model, ids, ctx=ns.ctx, n_tokens=ns.n_tokens or None, progress=show)
+    print(file=sys.stderr)
+    if ns.json:
+        print(json.dumps({"model": str(ns.model), "text": ns.text, **r.as_dict()}))
+    else:
+        print(f"PPL = {r.ppl:.4f}  (mean NLL {r.mean_nll:.5f} over {r.n_predictions} predictions, "
+              f"{r.n_windows} windows of {r.ctx}; text has {r.n_tokens_text} tokens; {r.seconds:.1f} s)")
+    return 0
+
+
 # ------------------------------------------------------------------ main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--full", action="store_true", help="do not abbreviate long values")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_info)
+
+    pp = sub.add_parser("perplexity", help="perplexity of a model on a text file",
+                        description="Perplexity over non-overlapping windows, each from an empty cache "
+                                    "(see webinfer.quant.perplexity for the exact protocol).")
+    pp.add_argument("model", help="GGUF file or known model name")
+    pp.add_argument("text", help="UTF-8 text file (its bytes are used as they are, line endings included)")
+    pp.add_argument("--ctx", type=int, default=512, help="window length in tokens (default 512)")
+    pp.add_argument("--n-tokens", type=int, default=8192, help="use the first N tokens (default 8192; 0 = all)")
+    pp.add_argument("--backend", default="numpy", choices=["numpy"])
+    pp.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    pp.set_defaults(func=cmd_perplexity)
     return p
 
 
