@@ -56,6 +56,9 @@ class ValueType:
     UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64, INT64, FLOAT64 = range(13)
 
 
+_INT_TYPES = (ValueType.UINT8, ValueType.UINT16, ValueType.UINT32, ValueType.UINT64,
+              ValueType.INT8, ValueType.INT16, ValueType.INT32, ValueType.INT64)  # fmt: skip
+
 # Fixed-size scalar types: (struct format, numpy dtype).
 _SCALARS = {
     ValueType.UINT8: ("<B", np.uint8),
@@ -157,31 +160,43 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> Any:
     if vtype == ValueType.STRING:
         return cur.string(f"value of {key!r}")
     if vtype == ValueType.ARRAY:
-        if depth >= MAX_NESTING:
-            raise GGUFLimitError(f"metadata {key!r} nests arrays deeper than {MAX_NESTING}", offset=cur.pos)
-        at = cur.pos
-        etype = cur.u32(f"element type of {key!r}")
-        count = cur.u64(f"element count of {key!r}")
-        if etype in _SCALARS:
-            fmt, dtype = _SCALARS[etype]
-            size = struct.calcsize(fmt)
-            if count > cur.remaining // size:
-                raise GGUFLimitError(
-                    f"array {key!r} claims {count} elements of {size} bytes but only {cur.remaining} bytes remain",
-                    offset=at,
-                )
-            arr = np.frombuffer(cur.take(count * size, f"array {key!r}"), dtype=np.dtype(dtype).newbyteorder("<"))
-            return arr.astype(dtype)  # native byte order, owns its memory
-        # Strings take at least 8 bytes each, arrays at least 12.
-        min_size = 8 if etype == ValueType.STRING else 12
-        if etype not in (ValueType.STRING, ValueType.ARRAY):
-            raise GGUFMetadataError(f"array {key!r} has unknown element type {etype}", offset=at)
-        if count > cur.remaining // min_size:
-            raise GGUFLimitError(
-                f"array {key!r} claims {count} elements but only {cur.remaining} bytes remain", offset=at
-            )
-        return [_read_value(cur, etype, key, depth + 1) for _ in range(count)]
+        return _read_array(cur, key, depth)[1]
     raise GGUFMetadataError(f"metadata {key!r} has unknown value type {vtype}", offset=cur.pos - 4)
+
+
+def _read_array(cur: _Cursor, key: str, depth: int = 0) -> tuple[int, Any]:
+    """An array value: ``(element type, values)``.
+
+    Scalar elements come back as a 1-D numpy array of the exact dtype; strings
+    and nested arrays as a list.
+    """
+    if depth >= MAX_NESTING:
+        raise GGUFLimitError(f"metadata {key!r} nests arrays deeper than {MAX_NESTING}", offset=cur.pos)
+    at = cur.pos
+    etype = cur.u32(f"element type of {key!r}")
+    count = cur.u64(f"element count of {key!r}")
+    if etype in _SCALARS:
+        fmt, dtype = _SCALARS[etype]
+        size = struct.calcsize(fmt)
+        if count > cur.remaining // size:
+            raise GGUFLimitError(
+                f"array {key!r} claims {count} elements of {size} bytes but only {cur.remaining} bytes remain",
+                offset=at,
+            )
+        raw = cur.take(count * size, f"array {key!r}")
+        if etype == ValueType.BOOL:  # any nonzero byte is true; numpy bools must be 0 or 1
+            return etype, np.frombuffer(raw, dtype=np.uint8) != 0
+        arr = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+        return etype, arr.astype(dtype)  # native byte order, owns its memory
+    if etype not in (ValueType.STRING, ValueType.ARRAY):
+        raise GGUFMetadataError(f"array {key!r} has unknown element type {etype}", offset=at)
+    # Strings take at least 8 bytes each, arrays at least 12.
+    min_size = 8 if etype == ValueType.STRING else 12
+    if count > cur.remaining // min_size:
+        raise GGUFLimitError(
+            f"array {key!r} claims {count} elements but only {cur.remaining} bytes remain", offset=at
+        )
+    return etype, [_read_value(cur, etype, key, depth + 1) for _ in range(count)]
 
 
 class GGUFFile:
@@ -197,14 +212,19 @@ class GGUFFile:
     def __init__(self, source: ByteSource):
         self.source = source
         cur = _Cursor(source)
-        magic = cur.take(4, "magic") if source.size >= 4 else b""
-        if magic != GGUF_MAGIC:
+        if source.size == 0:
+            raise GGUFMagicError("not a GGUF file: the file is empty (0 bytes)")
+        magic = cur.take(min(4, source.size), "magic")
+        if magic != GGUF_MAGIC[: len(magic)]:
             raise GGUFMagicError(
                 f"not a GGUF file: it starts with {bytes(magic[:4])!r}, expected {GGUF_MAGIC!r}"
             )
+        if len(magic) < 4:
+            raise GGUFTruncatedError(f"file ends inside the magic: only {source.size} bytes", offset=0)
         self.version = cur.u32("version")
         if self.version not in SUPPORTED_VERSIONS:
-            if self.version & 0xFFFF == 0 and self.version >> 16 in SUPPORTED_VERSIONS:
+            # A big-endian file's version 3 reads as 0x03000000 here.
+            if int.from_bytes(self.version.to_bytes(4, "little"), "big") in SUPPORTED_VERSIONS:
                 raise GGUFError("big-endian GGUF files are not supported; convert it on a little-endian machine")
             raise GGUFVersionError(self.version, SUPPORTED_VERSIONS)
         n_tensors = cur.u64("tensor count")
@@ -217,16 +237,27 @@ class GGUFFile:
             raise GGUFLimitError(f"header claims {n_tensors} tensors, more than the file can hold", offset=8)
 
         self.metadata: dict[str, Any] = {}
+        # The value type of each key as stored in the file: a ValueType id, or
+        # (ValueType.ARRAY, element type id) for arrays.  Writers use it to
+        # copy metadata without changing its types.
+        self.metadata_types: dict[str, int | tuple[int, int]] = {}
         for i in range(n_kv):
             key = cur.string(f"key of metadata entry {i}")
             vtype = cur.u32(f"type of {key!r}")
             if key in self.metadata:
                 raise GGUFMetadataError(f"metadata key {key!r} appears twice", offset=cur.pos)
-            self.metadata[key] = _read_value(cur, vtype, key)
+            if vtype == ValueType.ARRAY:
+                etype, self.metadata[key] = _read_array(cur, key)
+                self.metadata_types[key] = (vtype, etype)
+            else:
+                self.metadata[key] = _read_value(cur, vtype, key)
+                self.metadata_types[key] = vtype
 
         alignment = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1) or alignment > 1 << 20:
-            raise GGUFMetadataError(f"general.alignment must be a power of two, got {alignment!r}")
+        if "general.alignment" in self.metadata and self.metadata_types["general.alignment"] not in _INT_TYPES:
+            raise GGUFMetadataError(f"general.alignment must have an integer type, got {alignment!r}")
+        if alignment <= 0 or alignment & (alignment - 1) or alignment > 1 << 20:
+            raise GGUFMetadataError(f"general.alignment must be a power of two up to 2**20, got {alignment!r}")
         self.alignment = alignment
 
         raw_infos = []
@@ -251,7 +282,12 @@ class GGUFFile:
     @classmethod
     def open(cls, path: str | os.PathLike) -> "GGUFFile":
         """Parse the header of a local file (the file stays open for tensor reads)."""
-        return cls(FileSource(path))
+        source = FileSource(path)
+        try:
+            return cls(source)
+        except BaseException:
+            source.close()
+            raise
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> "GGUFFile":
@@ -279,7 +315,7 @@ class GGUFFile:
         n = 1
         for d in dims:
             if d == 0 or d > self.source.size * 8:  # more elements than bits in the file
-                raise GGUFLimitError(f"tensor {name!r} has impossible dimension {d}")
+                raise GGUFLimitError(f"tensor {name!r} has impossible dimension {d} (dims {dims})")
             n *= d
         if n > self.source.size * 8:
             raise GGUFLimitError(f"tensor {name!r} claims {n} elements, more than the file could hold")
