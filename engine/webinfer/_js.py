@@ -1,0 +1,376 @@
+"""The one module that touches Pyodide's FFI (``js``, ``pyodide.ffi``).
+
+Everything else in webinfer imports from here, never from ``js`` directly, so
+the package imports in CPython too: there ``IN_PYODIDE`` is False and each
+browser facility has a stand-in with the same signature (urllib for HTTP, a
+folder for the Origin Private File System), which is what lets the download
+and cache logic run under plain pytest.
+
+Costs and lifetimes, stated once here:
+
+- Bytes crossing the boundary are copied once: ``Uint8Array.to_bytes()``
+  copies JS memory into the WASM heap; ``to_js(memoryview)`` copies the other
+  way.  No call here keeps a view of WASM memory alive across calls (a view
+  dies when the heap grows).
+- Descriptors go through ``to_js(d, dict_converter=Object.fromEntries)``:
+  a plain ``to_js(d)`` makes a JS ``Map``, which Web APIs silently misread.
+- Synchronous XMLHttpRequest is allowed only in workers; webinfer's Python
+  runs in a dedicated worker (web/worker.js), so the model can be read with
+  blocking range requests from inside the (synchronous) GGUF reader.
+- OPFS ``FileSystemSyncAccessHandle`` (sync read/write at an offset) exists
+  only in dedicated workers too; creating one is async, using it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IN_PYODIDE = sys.platform == "emscripten"
+
+if IN_PYODIDE:  # pragma: no cover - exercised by the browser tests
+    import js  # type: ignore[import-not-found]
+    from pyodide.ffi import JsException, create_proxy, to_js  # type: ignore[import-not-found]
+else:
+    js = None
+
+    class JsException(Exception):  # type: ignore[no-redef]
+        """Stand-in: a JavaScript error surfaced in Python (``name`` as in JS)."""
+
+        name = "Error"
+
+    def to_js(obj, **kw):  # type: ignore[no-redef]
+        return obj
+
+    def create_proxy(obj):  # type: ignore[no-redef]
+        return obj
+
+
+def js_object(d: dict) -> Any:
+    """A plain JS object from a dict (nested dicts too); the dict itself in CPython."""
+    if not IN_PYODIDE:
+        return d
+    return to_js(d, dict_converter=js.Object.fromEntries)
+
+
+def js_error_name(e: BaseException) -> str:
+    """The JS ``name`` of an error raised through the FFI ("QuotaExceededError", ...), or ""."""
+    if IN_PYODIDE and isinstance(e, JsException):
+        try:
+            return str(e.js_error.name)
+        except Exception:  # noqa: BLE001 - a foreign object without .name
+            return ""
+    return getattr(e, "js_name", "") or ""
+
+
+# ------------------------------------------------------------------ messages
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"cannot send a {type(o).__name__} to the page")
+
+
+def post_message(message: dict) -> None:
+    """``postMessage`` a JSON-able dict to the page (worker side only).
+
+    It crosses as JSON text parsed on the JS side, so ``None`` arrives as
+    ``null`` (``to_js`` would make it ``undefined``) and numpy scalars as
+    numbers.  Messages are small (a token, a progress record): the copy is cheap.
+    """
+    if not IN_PYODIDE:
+        raise RuntimeError("post_message needs a browser worker")
+    js.postMessage(js.JSON.parse(json.dumps(message, default=_json_default)))
+
+
+def to_py(value: Any) -> Any:
+    """A JS value (object, array, typed array) as Python dict/list/bytes; Python values pass through."""
+    if IN_PYODIDE and hasattr(value, "to_py"):
+        return value.to_py()
+    return value
+
+
+# ---------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names; only those a cache needs
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class HttpNetworkError(OSError):
+    """The request failed below HTTP (refused, reset, cut short, timed out)."""
+
+
+_WANTED_HEADERS = ("content-range", "content-length", "etag", "last-modified", "accept-ranges", "content-type")
+
+
+def http_get(url: str, *, start: int | None = None, end: int | None = None, if_range: str | None = None,
+             timeout_s: float = 60.0) -> HttpResponse:
+    """A blocking GET of ``url`` (bytes ``[start, end)`` when given), body read whole.
+
+    In Pyodide this is a synchronous XMLHttpRequest, so it must run in a worker;
+    the body arrives as one ArrayBuffer and is copied once into the WASM heap.
+    A connection cut before the announced length is an :class:`HttpNetworkError`
+    (the browser reports it as a network error), never a short body.
+    """
+    headers = {}
+    if start is not None:
+        headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        if if_range:
+            headers["If-Range"] = if_range
+    if IN_PYODIDE:
+        return _xhr_get(url, headers, timeout_s)
+    return _urllib_get(url, headers, timeout_s)
+
+
+def _xhr_get(url: str, headers: dict, timeout_s: float) -> HttpResponse:  # pragma: no cover - browser only
+    xhr = js.XMLHttpRequest.new()
+    xhr.open("GET", url, False)
+    xhr.responseType = "arraybuffer"
+    xhr.timeout = int(timeout_s * 1000)
+    for k, v in headers.items():
+        xhr.setRequestHeader(k, v)
+    try:
+        xhr.send()
+    except JsException as e:
+        raise HttpNetworkError(f"network error fetching {url}: {e}") from None
+    if xhr.status == 0:
+        raise HttpNetworkError(f"network error fetching {url} (no response: refused, blocked by CORS, or cut)")
+    body = js.Uint8Array.new(xhr.response).to_bytes() if xhr.response is not None else b""
+    hdrs = {}
+    for name in _WANTED_HEADERS:
+        v = xhr.getResponseHeader(name)
+        if v is not None:
+            hdrs[name] = str(v)
+    return HttpResponse(int(xhr.status), body, hdrs)
+
+
+def _urllib_get(url: str, headers: dict, timeout_s: float) -> HttpResponse:
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            status, hdrs = r.status, {k.lower(): v for k, v in r.headers.items()}
+            try:
+                body = r.read()
+            except Exception as e:  # http.client.IncompleteRead and friends: the body was cut
+                raise HttpNetworkError(f"network error fetching {url}: {e!r}") from None
+    except urllib.error.HTTPError as e:
+        return HttpResponse(e.code, e.read(), {k.lower(): v for k, v in e.headers.items()})
+    except (urllib.error.URLError, OSError) as e:
+        if isinstance(e, HttpNetworkError):
+            raise
+        raise HttpNetworkError(f"network error fetching {url}: {e}") from None
+    return HttpResponse(status, body, {k: v for k, v in hdrs.items() if k in _WANTED_HEADERS})
+
+
+# ------------------------------------------------- Origin Private File System
+
+OPFS_FOLDER = "webinfer"  # everything webinfer stores sits in this OPFS folder
+
+
+class StorageQuotaExceeded(OSError):
+    """The browser refused a write: the origin's storage quota is full."""
+
+
+class StorageUnavailable(OSError):
+    """No OPFS here (not a worker, private browsing, or the file is locked by another tab)."""
+
+
+def _local_opfs_root() -> Path:
+    return Path(os.environ.get("WEBINFER_OPFS_DIR") or Path.home() / ".cache" / "webinfer" / "opfs")
+
+
+class OPFSFile:
+    """A file in the Origin Private File System, read and written at offsets, synchronously.
+
+    Open with ``await OPFSFile.open(name)``; one handle per file at a time
+    (the browser locks the file for the handle's lifetime), so ``close()`` it.
+    In CPython the "OPFS" is a folder ($WEBINFER_OPFS_DIR), for tests.
+    """
+
+    def __init__(self, name: str, handle: Any):
+        self.name = name
+        self._h = handle
+
+    @classmethod
+    async def open(cls, name: str) -> "OPFSFile":
+        if not IN_PYODIDE:
+            root = _local_opfs_root()
+            root.mkdir(parents=True, exist_ok=True)
+            path = root / name
+            path.touch(exist_ok=True)
+            return cls(name, open(path, "r+b"))
+        try:  # pragma: no cover - browser only
+            folder = await _opfs_folder()
+            fh = await folder.getFileHandle(name, js_object({"create": True}))
+            handle = await fh.createSyncAccessHandle()
+        except JsException as e:  # pragma: no cover
+            raise StorageUnavailable(f"cannot open {name!r} in the browser's private file system: {e}") from None
+        return cls(name, handle)
+
+    @property
+    def size(self) -> int:
+        if not IN_PYODIDE:
+            return os.fstat(self._h.fileno()).st_size
+        return int(self._h.getSize())  # pragma: no cover
+
+    def read(self, offset: int, length: int) -> bytes:
+        if not IN_PYODIDE:
+            self._h.seek(offset)
+            return self._h.read(length)
+        buf = js.Uint8Array.new(length)  # pragma: no cover
+        n = int(self._h.read(buf, js_object({"at": offset})))
+        return buf.subarray(0, n).to_bytes()
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        try:
+            if not IN_PYODIDE:
+                quota = os.environ.get("WEBINFER_OPFS_QUOTA")  # tests: simulate a full disk
+                if quota is not None and offset + len(data) > int(quota):
+                    raise StorageQuotaExceeded(f"quota of {quota} bytes exceeded")
+                self._h.seek(offset)
+                self._h.write(data)
+                return
+            n = int(self._h.write(to_js(memoryview(data)), js_object({"at": offset})))  # pragma: no cover
+            if n != len(data):  # pragma: no cover
+                raise StorageQuotaExceeded(f"short write of {n} of {len(data)} bytes")
+        except JsException as e:  # pragma: no cover
+            if js_error_name(e) == "QuotaExceededError":
+                raise StorageQuotaExceeded(str(e)) from None
+            raise
+
+    def truncate(self, size: int) -> None:
+        if not IN_PYODIDE:
+            self._h.truncate(size)
+            return
+        self._h.truncate(size)  # pragma: no cover
+
+    def flush(self) -> None:
+        self._h.flush()
+
+    def close(self) -> None:
+        if self._h is not None:
+            try:
+                self._h.flush()
+            finally:
+                self._h.close()
+                self._h = None
+
+
+async def _opfs_folder():  # pragma: no cover - browser only
+    if not hasattr(js, "navigator") or not hasattr(js.navigator, "storage"):
+        raise StorageUnavailable("navigator.storage is not available here")
+    root = await js.navigator.storage.getDirectory()
+    return await root.getDirectoryHandle(OPFS_FOLDER, js_object({"create": True}))
+
+
+async def opfs_remove(name: str) -> None:
+    """Delete a file from the OPFS folder; a missing file is fine."""
+    if not IN_PYODIDE:
+        (_local_opfs_root() / name).unlink(missing_ok=True)
+        return
+    try:  # pragma: no cover
+        folder = await _opfs_folder()
+        await folder.removeEntry(name)
+    except JsException as e:  # pragma: no cover
+        if js_error_name(e) != "NotFoundError":
+            raise
+
+
+async def opfs_list() -> dict[str, int]:
+    """Names and sizes of the files in the OPFS folder."""
+    if not IN_PYODIDE:
+        root = _local_opfs_root()
+        return {p.name: p.stat().st_size for p in root.iterdir()} if root.exists() else {}
+    out = {}  # pragma: no cover
+    folder = await _opfs_folder()
+    it = folder.values()
+    while True:
+        step = await it.next()
+        if step.done:
+            break
+        entry = step.value
+        if entry.kind == "file":
+            f = await entry.getFile()
+            out[str(entry.name)] = int(f.size)
+    return out
+
+
+async def storage_estimate() -> dict:
+    """``navigator.storage.estimate()``: {"usage", "quota"} in bytes (empty if unknown)."""
+    if not IN_PYODIDE:
+        quota = os.environ.get("WEBINFER_OPFS_QUOTA")
+        return {"quota": int(quota)} if quota else {}
+    try:  # pragma: no cover
+        est = await js.navigator.storage.estimate()
+        return {"usage": int(est.usage), "quota": int(est.quota)}
+    except Exception:  # noqa: BLE001  # pragma: no cover
+        return {}
+
+
+# ------------------------------------------------------------ environment
+
+
+def wasm_heap_bytes() -> int:
+    """Size of Pyodide's WASM linear memory.  It only grows, so this is also its peak."""
+    if not IN_PYODIDE:
+        return 0
+    import pyodide_js  # type: ignore[import-not-found]  # pragma: no cover
+
+    return int(pyodide_js._module.HEAPU8.buffer.byteLength)  # pragma: no cover
+
+
+def now_s() -> float:
+    """A monotonic clock in seconds (``performance.now()`` in the browser)."""
+    if IN_PYODIDE:
+        return float(js.performance.now()) / 1000.0  # pragma: no cover
+    return time.perf_counter()
+
+
+def environment() -> dict:
+    """What the JS side can tell about the browser and machine (a flat, JSON-able dict)."""
+    if not IN_PYODIDE:
+        import platform
+
+        return {"runtime": "cpython", "python": platform.python_version(), "platform": platform.platform(),
+                "hardware_concurrency": os.cpu_count()}
+    g = js  # pragma: no cover - the worker's global scope
+    nav = getattr(g, "navigator", None)
+    info: dict[str, Any] = {"runtime": "pyodide", "python": sys.version.split()[0]}
+    if nav is not None:
+        info["user_agent"] = str(nav.userAgent)
+        info["hardware_concurrency"] = int(getattr(nav, "hardwareConcurrency", 0) or 0)
+        mem = getattr(nav, "deviceMemory", None)
+        if mem is not None:
+            info["device_memory_gb"] = float(mem)
+        info["webgpu_api"] = hasattr(nav, "gpu") and nav.gpu is not None
+        info["opfs"] = hasattr(nav, "storage") and hasattr(nav.storage, "getDirectory")
+    info["cross_origin_isolated"] = bool(getattr(g, "crossOriginIsolated", False))
+    info["shared_array_buffer"] = hasattr(g, "SharedArrayBuffer")
+    wa = g.WebAssembly
+    info["jspi"] = hasattr(wa, "Suspending") or hasattr(wa, "Suspender")
+    # The smallest module using a v128 instruction (i32x4.splat): valid iff WASM SIMD is supported.
+    simd = bytes([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
+                  65, 0, 253, 15, 253, 98, 11])
+    try:
+        info["wasm_simd"] = bool(wa.validate(to_js(simd)))
+    except Exception:  # noqa: BLE001
+        info["wasm_simd"] = False
+    info["wasm_heap_bytes"] = wasm_heap_bytes()
+    return info
