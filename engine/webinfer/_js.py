@@ -1,10 +1,15 @@
-"""The one module that touches Pyodide's FFI (``js``, ``pyodide.ffi``).
+"""The one module that touches Pyodide's JavaScript FFI (``js``, ``pyodide.ffi``); it imports in CPython too.
 
-Everything else in webinfer imports from here, never from ``js`` directly, so
-the package imports in CPython too: there ``IN_PYODIDE`` is False and each
-browser facility has a stand-in with the same signature (urllib for HTTP, a
-folder for the Origin Private File System), which is what lets the download
-and cache logic run under plain pytest.
+Everything else in webinfer imports from here, never from ``js`` directly.
+In CPython ``IN_PYODIDE`` is False: the raw FFI names (``to_js``,
+``create_proxy``, ``run_sync``) raise :class:`RuntimeError` (callers check
+``IN_PYODIDE`` first), while the browser facilities below have stand-ins with
+the same signatures (urllib for HTTP, a folder for the Origin Private File
+System), which is what lets the download and cache logic run under pytest.
+
+Shared by two issues; keep edits additive.  Sections: the FFI core (both),
+messages / HTTP / OPFS / environment (the browser runtime, web/worker.js),
+and WebGPU helpers (the WebGPU backend).
 
 Costs and lifetimes, stated once here:
 
@@ -19,6 +24,9 @@ Costs and lifetimes, stated once here:
   blocking range requests from inside the (synchronous) GGUF reader.
 - OPFS ``FileSystemSyncAccessHandle`` (sync read/write at an offset) exists
   only in dedicated workers too; creating one is async, using it is not.
+- Every JS promise awaited here goes through :func:`awaitable`, so a
+  rejection always becomes a Python exception (some reject with values
+  Pyodide cannot convert, and the ``await`` would never finish).
 """
 
 from __future__ import annotations
@@ -33,24 +41,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-IN_PYODIDE = sys.platform == "emscripten"
+# ------------------------------------------------------------------ FFI core
 
-if IN_PYODIDE:  # pragma: no cover - exercised by the browser tests
+IN_PYODIDE = sys.platform == "emscripten" or "pyodide" in sys.modules
+
+if IN_PYODIDE:  # pragma: no cover -- exercised by the browser tests
     import js  # type: ignore[import-not-found]
-    from pyodide.ffi import JsException, create_proxy, to_js  # type: ignore[import-not-found]
+    from pyodide.ffi import JsException, create_proxy, run_sync, to_js  # type: ignore[import-not-found]
 else:
     js = None
 
-    class JsException(Exception):  # type: ignore[no-redef]
-        """Stand-in: a JavaScript error surfaced in Python (``name`` as in JS)."""
+    class JsException(RuntimeError):  # type: ignore[no-redef]
+        """Stand-in: a JavaScript error surfaced in Python (never raised in CPython)."""
 
-        name = "Error"
+    def _no_js(*_a, **_k):
+        raise RuntimeError("this needs Pyodide (a browser or Node): webinfer._js is a stand-in in CPython")
 
-    def to_js(obj, **kw):  # type: ignore[no-redef]
-        return obj
-
-    def create_proxy(obj):  # type: ignore[no-redef]
-        return obj
+    create_proxy = run_sync = to_js = _no_js
 
 
 def js_object(d: dict) -> Any:
@@ -58,6 +65,25 @@ def js_object(d: dict) -> Any:
     if not IN_PYODIDE:
         return d
     return to_js(d, dict_converter=js.Object.fromEntries)
+
+
+_normalize_rejection = None
+
+
+def awaitable(promise: Any) -> Any:
+    """A JS promise whose rejection is always a real ``Error`` (await it from Python).
+
+    Some browser APIs reject with values Pyodide cannot turn into an exception
+    (seen: OPFS over quota in Chromium 156: "TypeError: invalid exception
+    object" in the event loop, and the ``await`` hangs).  This re-throws them
+    as ``Error`` objects that keep ``name`` and ``message``.
+    """
+    global _normalize_rejection
+    if _normalize_rejection is None:
+        _normalize_rejection = js.Function.new(
+            "p", "return Promise.resolve(p).catch((e) => { const err = new Error(String((e && e.message) || e)); "
+                 "err.name = (e && e.name) || 'Error'; throw err; });")
+    return _normalize_rejection(promise)
 
 
 def js_error_name(e: BaseException) -> str:
@@ -70,7 +96,7 @@ def js_error_name(e: BaseException) -> str:
     return getattr(e, "js_name", "") or ""
 
 
-# ------------------------------------------------------------------ messages
+# ---------------------------------------------------------- browser runtime: messages
 
 
 def _json_default(o: Any) -> Any:
@@ -218,8 +244,8 @@ class OPFSFile:
             return cls(name, open(path, "r+b"))
         try:  # pragma: no cover - browser only
             folder = await _opfs_folder()
-            fh = await folder.getFileHandle(name, js_object({"create": True}))
-            handle = await fh.createSyncAccessHandle()
+            fh = await awaitable(folder.getFileHandle(name, js_object({"create": True})))
+            handle = await awaitable(fh.createSyncAccessHandle())
         except JsException as e:  # pragma: no cover
             raise StorageUnavailable(f"cannot open {name!r} in the browser's private file system: {e}") from None
         return cls(name, handle)
@@ -276,8 +302,8 @@ class OPFSFile:
 async def _opfs_folder():  # pragma: no cover - browser only
     if not hasattr(js, "navigator") or not hasattr(js.navigator, "storage"):
         raise StorageUnavailable("navigator.storage is not available here")
-    root = await js.navigator.storage.getDirectory()
-    return await root.getDirectoryHandle(OPFS_FOLDER, js_object({"create": True}))
+    root = await awaitable(js.navigator.storage.getDirectory())
+    return await awaitable(root.getDirectoryHandle(OPFS_FOLDER, js_object({"create": True})))
 
 
 async def opfs_remove(name: str) -> None:
@@ -287,7 +313,7 @@ async def opfs_remove(name: str) -> None:
         return
     try:  # pragma: no cover
         folder = await _opfs_folder()
-        await folder.removeEntry(name)
+        await awaitable(folder.removeEntry(name))
     except JsException as e:  # pragma: no cover
         if js_error_name(e) != "NotFoundError":
             raise
@@ -302,12 +328,12 @@ async def opfs_list() -> dict[str, int]:
     folder = await _opfs_folder()
     it = folder.values()
     while True:
-        step = await it.next()
+        step = await awaitable(it.next())
         if step.done:
             break
         entry = step.value
         if entry.kind == "file":
-            f = await entry.getFile()
+            f = await awaitable(entry.getFile())
             out[str(entry.name)] = int(f.size)
     return out
 
@@ -318,7 +344,7 @@ async def storage_estimate() -> dict:
         quota = os.environ.get("WEBINFER_OPFS_QUOTA")
         return {"quota": int(quota)} if quota else {}
     try:  # pragma: no cover
-        est = await js.navigator.storage.estimate()
+        est = await awaitable(js.navigator.storage.estimate())
         return {"usage": int(est.usage), "quota": int(est.quota)}
     except Exception:  # noqa: BLE001  # pragma: no cover
         return {}
@@ -374,3 +400,7 @@ def environment() -> dict:
         info["wasm_simd"] = False
     info["wasm_heap_bytes"] = wasm_heap_bytes()
     return info
+
+
+# ------------------------------------------------------------------ WebGPU
+# (the WebGPU backend's helpers go here)
