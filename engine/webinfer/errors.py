@@ -115,3 +115,50 @@ class ModelFileNotFoundError(WebinferError, FileNotFoundError):
 
 class InvalidArgumentError(WebinferError, ValueError):
     """A user-supplied option is out of range or of the wrong kind."""
+
+
+# --------------------------------------------------------------------- WebGPU
+
+
+class GPUError(WebinferError, RuntimeError):
+    """A WebGPU device failed; ``step`` names what was being done (e.g. "create pipeline matvec_q4_1")."""
+
+    def __init__(self, message: str, *, step: str = ""):
+        super().__init__(f"{step}: {message}" if step else message)
+        self.step = step
+
+
+class GPUUnavailableError(GPUError):
+    """No WebGPU adapter or device could be obtained (no GPU, no driver, WebGPU disabled).
+
+    The engine falls back to the numpy backend; install a Vulkan driver
+    (e.g. Debian's mesa-vulkan-drivers) or enable WebGPU in the browser.
+    """
+
+
+class DeviceLostError(GPUError):
+    """The GPU device was lost (driver reset, out of memory, tab in background, destroyed).
+
+    ``reason`` is what the implementation reported.  This often happens when
+    the GPU runs out of memory: try a smaller model or context (n_ctx).
+    """
+
+    def __init__(self, message: str, *, reason: str = "unknown", step: str = ""):
+        super().__init__(message, step=step)
+        self.reason = reason
+
+
+class GPUOutOfMemoryError(GPUError, MemoryError):
+    """A GPU allocation failed: the model or context does not fit in GPU memory."""
+
+
+class GPUValidationError(GPUError):
+    """WebGPU rejected a call (a bug in webinfer, or a limit of this device was exceeded)."""
+
+
+class ShaderCompileError(GPUValidationError):
+    """A WGSL shader failed to compile or its pipeline could not be created; ``shader`` names it."""
+
+    def __init__(self, message: str, *, shader: str, step: str = ""):
+        super().__init__(message, step=step)
+        self.shader = shader
