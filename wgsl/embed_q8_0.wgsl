@@ -1,0 +1,5 @@
+// embed_q8_0: embedding lookup, rows of a Q8_0 table dequantized for T token ids
+// (layout: _quant_q8_0.wgsl).  Workgroup 64, one thread per 4 outputs; dispatch
+// ceil(T * dim / 256).  Body and parameters: _embed.wgsl.
+#include "_quant_q8_0.wgsl"
+#include "_embed.wgsl"

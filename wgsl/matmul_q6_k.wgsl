@@ -1,0 +1,5 @@
+// matmul_q6_k: Y = X W^T for T tokens (prefill), W in Q6_K (layout: _quant_q6_k.wgsl).
+// Variants: plain, RESIDUAL (Y = R + X W^T).  Workgroup 16x16, tile 64 rows x 64
+// tokens; dispatch (ceil(rows / 64), ceil(T / 64)).  Body and parameters: _matmul.wgsl.
+#include "_quant_q6_k.wgsl"
+#include "_matmul.wgsl"
