@@ -55,6 +55,11 @@ class Sampler:
 
     def __call__(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
         p = self.params
+        on_device = getattr(logits, "sample_on_device", None)   # logits still on a GPU (backends/webgpu)
+        if on_device is not None:
+            tok = on_device(self)             # sampled there, 4 bytes read back; None: do it here
+            if tok is not None:
+                return tok
         logits = np.asarray(logits, dtype=np.float32)
         if p.repetition_penalty != 1.0 and p.repeat_last_n and len(history):
             logits = logits.copy()
