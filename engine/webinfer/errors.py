@@ -162,3 +162,21 @@ class ShaderCompileError(GPUValidationError):
     def __init__(self, message: str, *, shader: str, step: str = ""):
         super().__init__(message, step=step)
         self.shader = shader
+
+
+# ----------------------------------------------------------------- WASM kernels
+
+
+class WasmKernelError(WebinferError, RuntimeError):
+    """The WASM kernels rejected a command buffer (a bug in webinfer); ``command`` is its index."""
+
+    def __init__(self, message: str, *, command: int = -1):
+        super().__init__(message)
+        self.command = command
+
+
+class WasmUnavailableError(WasmKernelError):
+    """The WASM kernels cannot run here (not inside Pyodide, or no WASM SIMD).
+
+    Use the numpy backend (``backend="numpy"``), which runs everywhere.
+    """
