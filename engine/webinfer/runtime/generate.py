@@ -121,9 +121,12 @@ def generate(
 
     finish = "length"
     for i in range(max_tokens):
-        tok = sampler(logits, history)
+        t = time.perf_counter()
+        tok = sampler(logits, history)   # on a GPU backend the step's work runs here (lazy logits)
         if i == 0:
             stats.ttft_s = time.perf_counter() - t0
+        else:
+            stats.decode_s += time.perf_counter() - t
         stats.completion_tokens += 1
         history.append(tok)
         if tok in eog and not ignore_eos:
