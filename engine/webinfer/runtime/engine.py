@@ -28,7 +28,7 @@ from .sampler import SamplingParams
 from .session import Session
 
 DEFAULT_N_CTX = 2048  # KV cache positions; the default model was trained on 8192
-BACKENDS = {"numpy": NumpyBackend}
+BACKENDS = {"numpy": NumpyBackend, "webgpu": None}  # webgpu: backends.webgpu.load_planned (plans, GPU sampling)
 
 ProgressFn = Callable[[dict], None]
 
@@ -37,7 +37,7 @@ class Engine:
     """A loaded model with its tokenizer and one session (KV cache)."""
 
     def __init__(self, gguf: GGUFFile, *, backend: str = "numpy", n_ctx: int | None = None,
-                 progress: ProgressFn | None = None):
+                 progress: ProgressFn | None = None, profile: str | dict | None = None):
         if backend not in BACKENDS:
             raise InvalidArgumentError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.gguf = gguf
@@ -52,12 +52,19 @@ class Engine:
                           "progress": done / total if total else 1.0,
                           "text": f"loading {name}"})
 
-        self.backend_name = backend
-        self.model = load_model(gguf, BACKENDS[backend](), on_tensor)
+        if backend == "webgpu":  # numpy instead, with a warning, if WebGPU is not usable (profile: capability/)
+            from ..backends.webgpu import load_planned
+
+            self.model = load_planned(gguf, on_tensor, profile=profile)
+        else:
+            self.model = load_model(gguf, BACKENDS[backend](), on_tensor)
+        self.backend_name = getattr(self.model, "backend_name", backend)
         self.load_s = time.perf_counter() - t0
         self.args = self.model.args
         n_ctx = n_ctx or min(DEFAULT_N_CTX, self.args.context_length)
         self.session = Session(self.model, n_ctx)
+        if hasattr(self.model, "stop_ids"):  # the GPU sampler marks what follows a stop token
+            self.model.stop_ids = list(self.tokenizer.eog_ids)
         template = gguf.metadata.get("tokenizer.chat_template")
         self.chat_template = ChatTemplate(template) if isinstance(template, str) else None
         self.last_stats: GenerationStats | None = None
@@ -69,6 +76,14 @@ class Engine:
         if model is not None and not isinstance(model, (str, os.PathLike)):
             return cls(GGUFFile(model), **kw)
         return cls(GGUFFile.open(resolve_model(model)), **kw)
+
+    @property
+    def capabilities(self):
+        """The capability report (WebGPU adapter, features, limits; JSPI, SIMD, memory in the browser)."""
+        from ..capability import detect
+
+        device = getattr(getattr(self.model, "be", None), "device", None)
+        return detect(device)
 
     # --------------------------------------------------------------- text
 
