@@ -46,7 +46,10 @@ class ProgressBar:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", default=None,
                    help="GGUF file or known model name (default: the registry's default model)")
-    p.add_argument("--backend", default="numpy", choices=["numpy"], help="compute backend (default: numpy)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "webgpu"],
+                   help="compute backend: numpy, or webgpu (wgpu-py; numpy if no adapter) (default: numpy)")
+    p.add_argument("--profile", default=None, help="webgpu run profile (default: chosen from the device; "
+                   "see `webinfer doctor`)")
     p.add_argument("--n-ctx", type=int, default=None, help="context length in tokens (default: 2048)")
     p.add_argument("--progress", action="store_true", help="show the load progress bar even when not a TTY")
 
@@ -72,7 +75,10 @@ def _sampling(ns) -> dict:
 def _load(ns):
     from .runtime.engine import Engine
 
-    return Engine.load(ns.model, backend=ns.backend, n_ctx=ns.n_ctx, progress=ProgressBar())
+    engine = Engine.load(ns.model, backend=ns.backend, n_ctx=ns.n_ctx, progress=ProgressBar(), profile=ns.profile)
+    if ns.backend != "numpy":
+        print(f"webinfer: backend {engine.backend_name}", file=sys.stderr)
+    return engine
 
 
 def _print_stats(engine) -> None:
@@ -209,6 +215,23 @@ def cmd_perplexity(ns) -> int:
     return 0
 
 
+def cmd_doctor(ns) -> int:
+    from .capability import choose_profile, detect, profile_names
+
+    report = detect()
+    profile = choose_profile(report, ns.profile)
+    if ns.json:
+        print(json.dumps({"report": report.as_dict(), "profile": profile.as_dict()}, indent=1))
+        return 0
+    print(report.format())
+    print(f"\nprofile          {profile.name}: {profile.description}")
+    for k, v in profile.as_dict().items():
+        if k not in ("name", "description"):
+            print(f"  {k:<20} {v}")
+    print(f"\nprofiles: {', '.join(profile_names())} (override with --profile NAME)")
+    return 0
+
+
 # ------------------------------------------------------------------ main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_info)
 
+    d = sub.add_parser("doctor", help="what this machine offers: WebGPU adapter, features, limits, run profile")
+    d.add_argument("--profile", default=None, help="show this profile instead of the one chosen")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.set_defaults(func=cmd_doctor)
+
     pp = sub.add_parser("perplexity", help="perplexity of a model on a text file",
                         description="Perplexity over non-overlapping windows, each from an empty cache "
                                     "(see webinfer.quant.perplexity for the exact protocol).")
@@ -247,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--backend", default="numpy", choices=["numpy"])
     pp.add_argument("--json", action="store_true", help="print the result as one JSON line")
     pp.set_defaults(func=cmd_perplexity)
+
+    from .bench.cli import add_parser as add_bench_parser  # webinfer bench: engine/webinfer/bench/cli.py
+
+    add_bench_parser(sub)
     return p
 
 
