@@ -6,6 +6,12 @@
 // (16 KiB, the WebGPU default limit), then each thread accumulates 4x4 outputs.
 // Variant RESIDUAL: Y = R + W X (R has Y's layout).
 // Workgroup: 16 x 16.  Dispatch: (ceil(rows / 64), ceil(T / 64)).
+//
+// Variant ROWWISE: one invocation per (row, block of 8 tokens) dequantizes
+// each chunk of its row once into registers and uses it for 8 tokens; no
+// workgroup memory, no barriers.  Best on CPU adapters (lavapipe, SwiftShader
+// vectorize across invocations and pay dearly for barriers) and for small T.
+// Workgroup 64; dispatch ceil(rows * ceil(T / 8) / 64), folded into y past 65535.
 
 struct Params {
     m: WMat,
@@ -27,6 +33,43 @@ struct Params {
 @group(0) @binding(4) var<storage, read> R: array<f32>;
 #endif
 
+#ifdef ROWWISE
+const TB: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * 64u;
+    let n_tb = (P.n_tokens + TB - 1u) / TB;
+    if (idx >= P.n_rows * n_tb) { return; }
+    let row = idx % P.n_rows;
+    let t0 = (idx / P.n_rows) * TB;
+    var acc: array<f32, 8>;
+    for (var i = 0u; i < TB; i++) { acc[i] = 0.0; }
+    for (var c = 0u; c < P.m.chunks; c++) {
+        var w: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) { w[j] = chunk_load(P.m, P.m.row0 + row, c, j); }
+        for (var i = 0u; i < TB; i++) {
+            let t = t0 + i;
+            if (t < P.n_tokens) {
+                let xb = P.x_off + t * P.x_stride + c * 8u;
+                var s = 0.0;
+                for (var j = 0u; j < 8u; j++) { s += dot(w[j], X[xb + j]); }
+                acc[i] += s;
+            }
+        }
+    }
+    for (var i = 0u; i < TB; i++) {
+        let t = t0 + i;
+        if (t < P.n_tokens) {
+            var y = acc[i];
+#ifdef RESIDUAL
+            y = R[P.r_off + t * P.y_stride + row] + y;
+#endif
+            Y[t * P.y_stride + P.y_off + row] = y;
+        }
+    }
+}
+#else
 const TILE: u32 = 64u;
 
 var<workgroup> ws: array<vec4<f32>, 512>;   // [64 rows][8 vec4]
@@ -79,3 +122,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
     }
 }
+#endif

@@ -28,6 +28,7 @@ class Profile:
     readback_batch: int = 1
     matvec_lanes: int = 32          # invocations per row in matvec (1 for CPU adapters)
     matvec_workgroup: int = 256
+    matmul: str = "tiled"              # prefill kernel: tiled (GPUs) | rowwise (CPU adapters)
     memory_budget_mb: int = 2048
     max_workgroup_size: int = 256
 
@@ -41,6 +42,8 @@ class Profile:
         for k in ("attn_splits", "readback_batch", "matvec_lanes", "matvec_workgroup", "memory_budget_mb"):
             if k in kw and (not isinstance(kw[k], int) or kw[k] < 1):
                 raise InvalidArgumentError(f"profile field {k} must be a positive integer, got {kw[k]!r}")
+        if "matmul" in kw and kw["matmul"] not in ("tiled", "rowwise"):
+            raise InvalidArgumentError(f"profile matmul must be 'tiled' or 'rowwise', got {kw['matmul']!r}")
         if "backend" in kw and kw["backend"] not in ("webgpu", "numpy"):
             raise InvalidArgumentError(f"profile backend must be 'webgpu' or 'numpy', got {kw['backend']!r}")
         return replace(self, **kw)

@@ -26,11 +26,13 @@ def _precompile(backend: WebGPUBackend, model) -> None:
     fmts = {backend_weight.fmt for backend_weight in _matrices(model)}
     for fmt in sorted(fmts):
         f = fmt.lower()
-        backend.pipeline(f"matvec_{f}")
-        backend.pipeline(f"matvec_{f}", {"RESIDUAL": 1})
-        backend.pipeline(f"matvec_{f}", {"GATE_UP": 1})
-        backend.pipeline(f"matmul_{f}")
-        backend.pipeline(f"matmul_{f}", {"RESIDUAL": 1})
+        mv = backend.matvec_defines
+        backend.pipeline(f"matvec_{f}", mv)
+        backend.pipeline(f"matvec_{f}", {"RESIDUAL": 1, **mv})
+        backend.pipeline(f"matvec_{f}", {"GATE_UP": 1, **mv})
+        mm = {"ROWWISE": 1} if backend.matmul_rowwise else {}
+        backend.pipeline(f"matmul_{f}", mm)
+        backend.pipeline(f"matmul_{f}", {"RESIDUAL": 1, **mm})
     backend.pipeline(f"embed_{model.embed_table.fmt.lower()}")
     for k in ("rmsnorm_f32", "rope_store_f32", "attention_f32", "attention_combine_f32", "swiglu_f32", "add_f32",
               "argmax_f32", "sample_f32"):
@@ -41,6 +43,18 @@ def _matrices(model):
     yield model.output
     for L in model.layers:
         yield from (L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down)
+
+
+def _resolve_profile(profile, device):
+    """A Profile from None (chosen for this device), a name, a dict {"name": ..., field: value}, or a Profile."""
+    from ...capability import Profile, choose_profile, detect
+
+    if isinstance(profile, Profile):
+        return profile
+    if profile is None or isinstance(profile, str):
+        return choose_profile(detect(device), profile)
+    overrides = dict(profile)
+    return choose_profile(detect(device), overrides.pop("name", None), **overrides)
 
 
 def load_planned(gguf, progress=None, *, device=None, profile=None,
@@ -63,13 +77,13 @@ def load_planned(gguf, progress=None, *, device=None, profile=None,
             from ...devices import open_device
 
             device = open_device()
-        if profile is None:
-            from ...capability import choose_profile, detect
-
-            profile = choose_profile(detect(device))
+        profile = _resolve_profile(profile, device)
         backend = WebGPUBackend(device, attn_splits=profile.attn_splits, matvec_lanes=profile.matvec_lanes,
-                                 matvec_wg=profile.matvec_workgroup)
+                                 matvec_wg=profile.matvec_workgroup, matmul=profile.matmul)
         model = load_model(gguf, backend, progress)
+        # Q/K/V and gate/up stacked now, so decode runs them as one matvec each (planner.py)
+        backend.stack_groups([[L.wq, L.wk, L.wv] for L in model.layers if L.bq is None]
+                             + [[L.w_gate, L.w_up] for L in model.layers])
         _precompile(backend, model)
         log.info("webgpu: %s, weights %.1f MB, loaded in %.2f s", device.info.describe(), backend.weight_bytes / 1e6,
                  time.perf_counter() - t0)

@@ -72,7 +72,7 @@ class WebGPUBackend:
     name = "webgpu"
 
     def __init__(self, device=None, *, attn_splits: int | None = None, matvec_lanes: int = 32,
-                 matvec_wg: int = 256):
+                 matvec_wg: int = 256, matmul: str = "tiled"):
         if device is None:
             from ...devices import open_device
 
@@ -84,6 +84,9 @@ class WebGPUBackend:
                                        f"power of two <= 32 dividing a workgroup of at most 256")
         self.matvec_defines = {"WG": matvec_wg, "LANES": matvec_lanes}
         self.matvec_rows = matvec_wg // matvec_lanes
+        if matmul not in ("tiled", "rowwise"):
+            raise InvalidArgumentError(f"matmul must be 'tiled' or 'rowwise', got {matmul!r}")
+        self.matmul_rowwise = matmul == "rowwise"
         usage = BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC
         self.step_buffer = device.create_buffer(STEP_BYTES, usage, "step")
         self.ids_buffer = device.create_buffer(MAX_TOKENS * 4, usage, "ids")
@@ -114,35 +117,50 @@ class WebGPUBackend:
 
     def stack_weights(self, mats: list[QuantMatrix]) -> bool:
         """Make ``mats`` (same format and width) rows of one buffer, in order; False if they cannot be."""
-        parts = [m.parts[0] for m in mats if len(m.parts) == 1]
-        if len(parts) == len(mats):
-            buf = parts[0].buffer
-            at = parts[0].buf_row0
-            if all(p.buffer is buf and p.buf_row0 == at + sum(q.rows for q in parts[:i])
-                   for i, p in enumerate(parts)):
-                return True                                   # stacked already
-        key = tuple(id(m) for m in mats)
-        if key in self._stack_failed:
-            return False
-        copies = concat_plan(mats)
-        total_rows = sum(m.rows for m in mats)
-        nbytes = packed_nbytes(mats[0].fmt, total_rows, mats[0].cols)
-        if copies is None or nbytes > self.device.max_binding_size:
-            self._stack_failed.add(key)
-            return False
+        return self.stack_groups([mats])[0]
+
+    def stack_groups(self, groups: list[list[QuantMatrix]]) -> list[bool]:
+        """:meth:`stack_weights` for many groups: one GPU copy each, one wait at the end.
+
+        Each group's new buffer holds the matrices' sections back to back
+        (``weights.concat_plan``); the old buffers are destroyed right after
+        the copy is submitted (WebGPU lets submitted work finish), so at most
+        one group's weights exist twice at a time.
+        """
         from ...devices.base import Copy
 
         dev = self.device
-        dst = dev.create_buffer(nbytes, label="+".join(m.name for m in mats))
-        steps = [Copy(mats[i].parts[0].buffer, src, dst, at, n) for i, src, at, n in copies]
-        dev.run([dev.prepare(steps, "stack weights")])
-        dev.synchronize()
-        row = 0
-        for m in mats:
-            dev.destroy_buffer(m.parts[0].buffer)
-            m.parts = [WeightPart(dst, m.rows, 0, total_rows, row)]
-            row += m.rows
-        return True
+        done = []
+        copied = False
+        for mats in groups:
+            parts = [m.parts[0] for m in mats if len(m.parts) == 1]
+            if len(parts) == len(mats):
+                buf, at = parts[0].buffer, parts[0].buf_row0
+                if all(p.buffer is buf and p.buf_row0 == at + sum(q.rows for q in parts[:i])
+                       for i, p in enumerate(parts)):
+                    done.append(True)                         # stacked already
+                    continue
+            key = tuple(id(m) for m in mats)
+            copies = concat_plan(mats) if key not in self._stack_failed else None
+            total_rows = sum(m.rows for m in mats)
+            nbytes = packed_nbytes(mats[0].fmt, total_rows, mats[0].cols)
+            if copies is None or nbytes > dev.max_binding_size:
+                self._stack_failed.add(key)
+                done.append(False)
+                continue
+            dst = dev.create_buffer(nbytes, label="+".join(m.name for m in mats))
+            steps = [Copy(mats[i].parts[0].buffer, src, dst, at, n) for i, src, at, n in copies]
+            dev.run([dev.prepare(steps, "stack weights")])
+            copied = True
+            row = 0
+            for m in mats:
+                dev.destroy_buffer(m.parts[0].buffer)
+                m.parts = [WeightPart(dst, m.rows, 0, total_rows, row)]
+                row += m.rows
+            done.append(True)
+        if copied:
+            dev.synchronize()
+        return done
 
     # ------------------------------------------------------------------ weights
 

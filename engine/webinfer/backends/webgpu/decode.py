@@ -153,9 +153,11 @@ class PlannedModel:
         return f"webgpu ({self.device.info.describe()})"
 
     def new_cache(self, n_ctx: int):
+        """A device KV cache of n_ctx positions; the decode step is recorded and planned here, once."""
         self._n_ctx = n_ctx
         self._cache, self._rope = self.model.new_cache(n_ctx)
         self._reset_state()
+        self.warm_up()
         return self._cache, self._rope
 
     def forward(self, ids: Sequence[int], pos0: int, cache, rope, *, n_logits: int = 1):

@@ -33,6 +33,7 @@ from .weights import QuantMatrix
 
 MAX_WORKGROUPS = 65535        # maxComputeWorkgroupsPerDimension guaranteed by every adapter
 MATMUL_TILE = 64              # rows and tokens per matmul workgroup (_matmul.wgsl TILE)
+ROWWISE_TOKENS = 8            # tokens per invocation in matmul's ROWWISE variant (_matmul.wgsl TB)
 
 
 def fold(n: int) -> tuple[int, int, int]:
@@ -199,8 +200,13 @@ class Planner:
                     assert residual.stride == out.stride
                 params = pack(w.wmat(part), part.rows, t, x.stride // 4, out.stride, out.offset + part.row0,
                               x.offset // 4, r_off, 0)
-                self.emit(kernel_name("matmul", w.fmt), [part.buffer, x, out, None] + extra, params,
-                          (math.ceil(part.rows / MATMUL_TILE), math.ceil(t / MATMUL_TILE), 1), [out], defines, label)
+                if self.be.matmul_rowwise:
+                    counts = fold(math.ceil(part.rows * math.ceil(t / ROWWISE_TOKENS) / 64))
+                    defines = {**defines, "ROWWISE": 1}
+                else:
+                    counts = (math.ceil(part.rows / MATMUL_TILE), math.ceil(t / MATMUL_TILE), 1)
+                self.emit(kernel_name("matmul", w.fmt), [part.buffer, x, out, None] + extra, params, counts, [out],
+                          defines, label)
 
     def op_linear(self, n: Node) -> None:
         x, w, b = n.inputs
