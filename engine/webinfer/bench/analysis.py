@@ -1,0 +1,231 @@
+"""Reading the results: series over time, noise, regressions, ratio tables, recommendations.
+
+A *series* is one configuration measured again and again: the same engine,
+target, model, quant, profile and threads on the same machine (record.machine_id).
+
+Noise and regressions. A run's own noise is half its spread ((max - min) / 2
+over its runs). The recent history of a series is its last
+:data:`HISTORY_WINDOW` ok runs before the one judged; its baseline is the
+median of their medians. The noise allowed is the largest of: the run's own
+noise, the history's typical own noise (median), the spread of the history's
+medians (1.4826 x MAD, a robust standard deviation), and
+:data:`MIN_RELATIVE_NOISE` of the baseline. A metric is flagged when it is
+worse than the baseline by more than :data:`NOISE_FACTOR` times that noise.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Iterable
+
+from .record import MEMORY_METRICS, METRICS
+
+HISTORY_WINDOW = 5
+MIN_HISTORY = 1           # one earlier run is enough to compare with (its spread is its noise)
+NOISE_FACTOR = 2.0        # worse than the baseline by more than twice the measured noise
+MIN_RELATIVE_NOISE = 0.03  # never call a 3 % change a regression: the 2-core machine swings that much
+JUDGED_METRICS = ("decode_tps", "prefill_tps", "ttft_s", "load_s", "load_cached_s",
+                  "peak_rss_mb", "wasm_heap_mb", "gpu_buffer_mb")
+
+
+def series_key(rec: dict) -> tuple:
+    return (rec.get("engine"), rec.get("target"), rec.get("model"), rec.get("quant"), rec.get("profile"),
+            rec.get("threads"), (rec.get("machine") or {}).get("id"))
+
+
+def series_name(rec: dict) -> str:
+    name = rec.get("target") or "?"
+    if rec.get("profile"):
+        name += f" [{rec['profile']}]"
+    return name
+
+
+def own_noise(m: dict) -> float:
+    return (m.get("max", m["median"]) - m.get("min", m["median"])) / 2
+
+
+def ok(records: Iterable[dict]) -> list[dict]:
+    return [r for r in records if r.get("status") == "ok"]
+
+
+def by_series(records: Iterable[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = defaultdict(list)
+    for r in sorted(ok(records), key=lambda r: (r["time"], r["id"])):
+        out[series_key(r)].append(r)
+    return out
+
+
+# ------------------------------------------------------------------ regressions
+
+def judge(history: list[dict], current: dict, name: str) -> dict | None:
+    """Compare ``current``'s metric ``name`` with the history of its series; None if not comparable."""
+    m = current["metrics"].get(name)
+    hist = [h["metrics"][name] for h in history if name in h.get("metrics", {})][-HISTORY_WINDOW:]
+    if m is None or len(hist) < MIN_HISTORY:
+        return None
+    medians = [h["median"] for h in hist]
+    base = statistics.median(medians)
+    mad = statistics.median([abs(x - base) for x in medians]) * 1.4826 if len(medians) > 1 else 0.0
+    noise = max(own_noise(m), statistics.median([own_noise(h) for h in hist]), mad, MIN_RELATIVE_NOISE * abs(base))
+    higher_better = METRICS.get(name, ("", True))[1]
+    worse_by = (base - m["median"]) if higher_better else (m["median"] - base)
+    return {
+        "run_id": current["id"], "metric": name, "value": m["median"], "baseline": base,
+        "noise": noise, "change": (m["median"] - base) / base if base else 0.0,
+        "worse_by": worse_by, "flagged": worse_by > NOISE_FACTOR * noise,
+        "improved": -worse_by > NOISE_FACTOR * noise, "history": len(hist),
+        "series": series_name(current), "model": current.get("model"),
+        "commit": (current.get("commit") or {}).get("short"), "time": current["time"],
+    }
+
+
+def regressions(records: Iterable[dict], *, flagged_only: bool = False, latest_only: bool = False) -> list[dict]:
+    """Every (run, metric) judged against its series' recent history (see the module docstring)."""
+    out = []
+    for runs in by_series(records).values():
+        start = len(runs) - 1 if latest_only else 1
+        for i in range(max(start, 1), len(runs)):
+            for name in JUDGED_METRICS:
+                j = judge(runs[:i], runs[i], name)
+                if j is not None and (j["flagged"] or not flagged_only):
+                    out.append(j)
+    return out
+
+
+# ------------------------------------------------------------------ comparisons
+
+def latest_suite(records: list[dict]) -> list[dict]:
+    """The records of the most recent suite that has an ok run."""
+    good = ok(records)
+    if not good:
+        return []
+    last = max(good, key=lambda r: r["time"])["suite_id"]
+    return [r for r in records if r["suite_id"] == last]
+
+
+def baseline_ratios(records: list[dict], baseline: str) -> dict[str, dict[str, float]]:
+    """run id -> metric -> value / the same suite's baseline target's value."""
+    out: dict[str, dict[str, float]] = {}
+    by_suite: dict[str, list[dict]] = defaultdict(list)
+    for r in ok(records):
+        by_suite[r["suite_id"]].append(r)
+    for runs in by_suite.values():
+        base = next((r for r in runs if r["target"] == baseline), None)
+        if base is None:
+            continue
+        for r in runs:
+            out[r["id"]] = {k: m["median"] / base["metrics"][k]["median"]
+                            for k, m in r["metrics"].items()
+                            if k in base["metrics"] and base["metrics"][k]["median"]}
+    return out
+
+
+def classify(records: list[dict], key: str) -> str:
+    """What ``key`` names in these records: "target", "engine", "backend" or "commit" (a sha prefix)."""
+    for field in ("target", "engine", "backend"):
+        if any(r.get(field) == key for r in records):
+            return field
+    if any(((r.get("commit") or {}).get("short") or "").startswith(key[:8]) or
+           ((r.get("commit") or {}).get("sha") or "").startswith(key) for r in records):
+        return "commit"
+    raise KeyError(key)
+
+
+def _pick(records: list[dict], field: str, key: str) -> list[dict]:
+    if field == "commit":
+        return [r for r in records if ((r.get("commit") or {}).get("sha") or "").startswith(key)
+                or ((r.get("commit") or {}).get("short") or "").startswith(key[:8])]
+    return [r for r in records if r.get(field) == key]
+
+
+def compare(records: list[dict], a: str, b: str, metrics: Iterable[str] = ("decode_tps", "prefill_tps", "ttft_s",
+                                                                           "load_s", "peak_rss_mb", "wasm_heap_mb")
+            ) -> dict:
+    """Ratios B / A. Two commits: each target's latest ok run at each commit. Two targets, engines or
+    backends: the latest suite that ran both (so the ratio comes from one invocation), else the latest
+    run of each. Returns ``{kind, a, b, rows: [{label, metric, a, b, ratio, better}]}``."""
+    good = ok(records)
+    fa, fb = classify(good, a), classify(good, b)
+    if fa != fb:
+        raise ValueError(f"cannot compare a {fa} ({a}) with a {fb} ({b})")
+    rows = []
+    pairs: list[tuple[str, dict, dict]] = []
+    if fa == "commit":
+        latest = lambda rs: {(r["target"], r["model"], (r.get("machine") or {}).get("id")): r  # noqa: E731
+                             for r in sorted(rs, key=lambda r: r["time"])}
+        la, lb = latest(_pick(good, fa, a)), latest(_pick(good, fa, b))
+        pairs = [(f"{k[0]} ({k[1]})", la[k], lb[k]) for k in la if k in lb]
+    else:
+        ra, rb = _pick(good, fa, a), _pick(good, fa, b)
+        shared = [s for s in dict.fromkeys(r["suite_id"] for r in sorted(rb, key=lambda r: r["time"]))
+                  if any(x["suite_id"] == s for x in ra)]
+        if shared:
+            ra = [r for r in ra if r["suite_id"] == shared[-1]]
+            rb = [r for r in rb if r["suite_id"] == shared[-1]]
+        by_model_a = {(r["model"], r["runtime"]): r for r in sorted(ra, key=lambda r: r["time"])}
+        by_model_b = {(r["model"], r["runtime"]): r for r in sorted(rb, key=lambda r: r["time"])}
+        keys = [k for k in by_model_a if k in by_model_b]
+        if not keys:  # different runtimes (e.g. cpython-numpy vs wllama): pair by model only
+            by_model_a = {r["model"]: r for r in sorted(ra, key=lambda r: r["time"])}
+            by_model_b = {r["model"]: r for r in sorted(rb, key=lambda r: r["time"])}
+            keys = [k for k in by_model_a if k in by_model_b]
+        for k in keys:
+            x, y = by_model_a[k], by_model_b[k]
+            pairs.append((f"{x['target']} vs {y['target']} ({x['model']})", x, y))
+    for label, x, y in pairs:
+        for name in metrics:
+            if name in x["metrics"] and name in y["metrics"]:
+                va, vb = x["metrics"][name]["median"], y["metrics"][name]["median"]
+                ratio = vb / va if va else float("nan")
+                higher_better = METRICS[name][1]
+                rows.append({"label": label, "metric": name, "a": va, "b": vb, "ratio": ratio,
+                             "better": (ratio > 1) == higher_better if ratio != 1 else None,
+                             "same_suite": x["suite_id"] == y["suite_id"]})
+    return {"kind": fa, "a": a, "b": b, "rows": rows}
+
+
+def format_compare(c: dict) -> str:
+    if not c["rows"]:
+        return f"nothing to compare: no configuration was measured for both {c['a']} and {c['b']}"
+    w = max(len(r["label"]) for r in c["rows"])
+    head = f"{'configuration':<{w}}  {'metric':<12} {c['a'][:12]:>12} {c['b'][:12]:>12}  {'B/A':>7}"
+    lines = [f"{c['kind']} {c['a']} (A) vs {c['b']} (B)", head, "-" * len(head)]
+    for r in c["rows"]:
+        unit = METRICS[r["metric"]][0]
+        mark = "" if r["better"] is None else ("  better" if r["better"] else "  worse")
+        lines.append(f"{r['label']:<{w}}  {r['metric']:<12} {r['a']:>10.4g} {unit[:2]:<1} {r['b']:>10.4g} {unit[:2]:<1}"
+                     f" {r['ratio']:>7.3f}{mark}")
+    if not all(r["same_suite"] for r in c["rows"]):
+        lines.append("(some pairs come from different invocations: their ratios carry the machine's noise)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ recommendations
+
+def memory_mb(rec: dict) -> float | None:
+    """What the configuration needed: GPU buffers, else the WASM heap, else peak RSS."""
+    for name in MEMORY_METRICS:
+        if name in rec.get("metrics", {}):
+            return rec["metrics"][name]["median"]
+    return None
+
+
+def recommendations(records: list[dict], budget_mb: float, metric: str = "decode_tps") -> list[dict]:
+    """Per model (and machine): the fastest webinfer configuration whose memory fits ``budget_mb``,
+    from each target's latest ok run."""
+    latest: dict[tuple, dict] = {}
+    for r in sorted(ok(records), key=lambda r: r["time"]):
+        if r.get("engine") == "webinfer" and metric in r["metrics"]:
+            latest[series_key(r)] = r
+    best: dict[tuple, dict] = {}
+    for r in latest.values():
+        mem = memory_mb(r)
+        if mem is not None and mem > budget_mb:
+            continue
+        k = (r["model"], (r.get("machine") or {}).get("id"))
+        if k not in best or r["metrics"][metric]["median"] > best[k]["metrics"][metric]["median"]:
+            best[k] = r
+    return [{"model": r["model"], "target": r["target"], "backend": r["backend"], "runtime": r["runtime"],
+             "profile": r.get("profile"), "quant": r.get("quant"), "value": r["metrics"][metric]["median"],
+             "memory_mb": memory_mb(r), "run_id": r["id"]} for r in best.values()]
