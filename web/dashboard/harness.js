@@ -86,13 +86,13 @@
       out.loads.push({ kind, wall_s: wall, boot: engine.stats.boot, load: engine.stats.load });
       out.model = engine.model;
       out.capabilities = engine.capabilities;
-      if (kind === "network") { await engine.unload(); continue; }
       const loaded = String(engine.model?.backend || "").split(" ")[0];  // "webgpu (adapter...)" -> "webgpu"
       if (o.backend && loaded && loaded !== o.backend) {
         out.backend_mismatch = { requested: o.backend, loaded: engine.model.backend };
         await engine.unload();
         return out;
       }
+      if (kind === "network") { await engine.unload(); continue; }
       // Timed by the page's clock around the stream (what a user sees, worker messaging included):
       // TTFT = request -> first piece; decode = the tokens after the first over the time after it.
       // The worker's own numbers are kept as engine_stats.

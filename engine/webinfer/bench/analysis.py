@@ -121,15 +121,18 @@ def baseline_ratios(records: list[dict], baseline: str) -> dict[str, dict[str, f
     return out
 
 
-def classify(records: list[dict], key: str) -> str:
-    """What ``key`` names in these records: "target", "engine", "backend" or "commit" (a sha prefix)."""
-    for field in ("target", "engine", "backend"):
-        if any(r.get(field) == key for r in records):
-            return field
+KINDS = ("target", "engine", "backend", "commit")
+
+
+def kinds(records: list[dict], key: str) -> list[str]:
+    """What ``key`` can name in these records, in :data:`KINDS` order ("wllama" is a target and an engine)."""
+    out = [f for f in KINDS[:3] if any(r.get(f) == key for r in records)]
     if any(((r.get("commit") or {}).get("short") or "").startswith(key[:8]) or
            ((r.get("commit") or {}).get("sha") or "").startswith(key) for r in records):
-        return "commit"
-    raise KeyError(key)
+        out.append("commit")
+    if not out:
+        raise KeyError(key)
+    return out
 
 
 def _pick(records: list[dict], field: str, key: str) -> list[dict]:
@@ -139,65 +142,70 @@ def _pick(records: list[dict], field: str, key: str) -> list[dict]:
     return [r for r in records if r.get(field) == key]
 
 
-def compare(records: list[dict], a: str, b: str, metrics: Iterable[str] = ("decode_tps", "prefill_tps", "ttft_s",
-                                                                           "load_s", "peak_rss_mb", "wasm_heap_mb")
-            ) -> dict:
+DEFAULT_COMPARE = ("decode_tps", "prefill_tps", "ttft_s", "load_s", "load_cached_s", "peak_rss_mb", "wasm_heap_mb",
+                   "gpu_buffer_mb")
+
+
+def compare(records: list[dict], a: str, b: str, metrics: Iterable[str] = DEFAULT_COMPARE) -> dict:
     """Ratios B / A. Two commits: each target's latest ok run at each commit. Two targets, engines or
     backends: the latest suite that ran both (so the ratio comes from one invocation), else the latest
-    run of each. Returns ``{kind, a, b, rows: [{label, metric, a, b, ratio, better}]}``."""
+    runs of each; every A configuration against every B one of the same model (the same runtime first).
+    Returns ``{kind, a, b, rows: [{label, metric, a, b, ratio, better, same_suite}]}``."""
     good = ok(records)
-    fa, fb = classify(good, a), classify(good, b)
-    if fa != fb:
-        raise ValueError(f"cannot compare a {fa} ({a}) with a {fb} ({b})")
-    rows = []
+    ka, kb = kinds(good, a), kinds(good, b)
+    common = [k for k in ka if k in kb]
+    if not common:
+        raise ValueError(f"cannot compare a {ka[0]} ({a}) with a {kb[0]} ({b})")
+    kind = common[0]
     pairs: list[tuple[str, dict, dict]] = []
-    if fa == "commit":
+    if kind == "commit":
         latest = lambda rs: {(r["target"], r["model"], (r.get("machine") or {}).get("id")): r  # noqa: E731
                              for r in sorted(rs, key=lambda r: r["time"])}
-        la, lb = latest(_pick(good, fa, a)), latest(_pick(good, fa, b))
+        la, lb = latest(_pick(good, kind, a)), latest(_pick(good, kind, b))
         pairs = [(f"{k[0]} ({k[1]})", la[k], lb[k]) for k in la if k in lb]
     else:
-        ra, rb = _pick(good, fa, a), _pick(good, fa, b)
+        ra, rb = _pick(good, kind, a), _pick(good, kind, b)
         shared = [s for s in dict.fromkeys(r["suite_id"] for r in sorted(rb, key=lambda r: r["time"]))
                   if any(x["suite_id"] == s for x in ra)]
         if shared:
             ra = [r for r in ra if r["suite_id"] == shared[-1]]
             rb = [r for r in rb if r["suite_id"] == shared[-1]]
-        by_model_a = {(r["model"], r["runtime"]): r for r in sorted(ra, key=lambda r: r["time"])}
-        by_model_b = {(r["model"], r["runtime"]): r for r in sorted(rb, key=lambda r: r["time"])}
-        keys = [k for k in by_model_a if k in by_model_b]
-        if not keys:  # different runtimes (e.g. cpython-numpy vs wllama): pair by model only
-            by_model_a = {r["model"]: r for r in sorted(ra, key=lambda r: r["time"])}
-            by_model_b = {r["model"]: r for r in sorted(rb, key=lambda r: r["time"])}
-            keys = [k for k in by_model_a if k in by_model_b]
-        for k in keys:
-            x, y = by_model_a[k], by_model_b[k]
-            pairs.append((f"{x['target']} vs {y['target']} ({x['model']})", x, y))
+        last = lambda rs: {(r["target"], r["model"]): r for r in sorted(rs, key=lambda r: r["time"])}  # noqa: E731
+        xa, xb = list(last(ra).values()), list(last(rb).values())
+        cand = [(x, y) for x in xa for y in xb if x["model"] == y["model"] and x["target"] != y["target"]]
+        same_rt = [(x, y) for x, y in cand if x["runtime"] == y["runtime"]]
+        pairs = [(f"{x['target']} vs {y['target']}", x, y) for x, y in (same_rt or cand)]
+    rows = []
     for label, x, y in pairs:
         for name in metrics:
             if name in x["metrics"] and name in y["metrics"]:
                 va, vb = x["metrics"][name]["median"], y["metrics"][name]["median"]
                 ratio = vb / va if va else float("nan")
                 higher_better = METRICS[name][1]
+                clear = abs(ratio - 1) > MIN_RELATIVE_NOISE
                 rows.append({"label": label, "metric": name, "a": va, "b": vb, "ratio": ratio,
-                             "better": (ratio > 1) == higher_better if ratio != 1 else None,
+                             "better": ((ratio > 1) == higher_better) if clear else None,
                              "same_suite": x["suite_id"] == y["suite_id"]})
-    return {"kind": fa, "a": a, "b": b, "rows": rows}
+    return {"kind": kind, "a": a, "b": b, "rows": rows}
+
+
+UNIT_SHORT = {"tok/s": "t/s", "s": "s", "MB": "MB"}
 
 
 def format_compare(c: dict) -> str:
     if not c["rows"]:
         return f"nothing to compare: no configuration was measured for both {c['a']} and {c['b']}"
     w = max(len(r["label"]) for r in c["rows"])
-    head = f"{'configuration':<{w}}  {'metric':<12} {c['a'][:12]:>12} {c['b'][:12]:>12}  {'B/A':>7}"
-    lines = [f"{c['kind']} {c['a']} (A) vs {c['b']} (B)", head, "-" * len(head)]
+    head = f"{'configuration':<{w}}  {'metric':<13} {'A':>12} {'B':>12} {'B/A':>7}"
+    lines = [f"{c['kind']}s: A = {c['a']}, B = {c['b']}", head, "-" * len(head)]
     for r in c["rows"]:
-        unit = METRICS[r["metric"]][0]
-        mark = "" if r["better"] is None else ("  better" if r["better"] else "  worse")
-        lines.append(f"{r['label']:<{w}}  {r['metric']:<12} {r['a']:>10.4g} {unit[:2]:<1} {r['b']:>10.4g} {unit[:2]:<1}"
+        unit = UNIT_SHORT.get(METRICS[r["metric"]][0], "")
+        mark = "" if r["better"] is None else ("  B better" if r["better"] else "  B worse")
+        lines.append(f"{r['label']:<{w}}  {r['metric']:<13} {r['a']:>8.4g} {unit:<3} {r['b']:>8.4g} {unit:<3}"
                      f" {r['ratio']:>7.3f}{mark}")
     if not all(r["same_suite"] for r in c["rows"]):
         lines.append("(some pairs come from different invocations: their ratios carry the machine's noise)")
+    lines.append(f"(B better / worse: beyond {MIN_RELATIVE_NOISE:.0%}; tokens/s higher is better, times and memory lower)")
     return "\n".join(lines)
 
 

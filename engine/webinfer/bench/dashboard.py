@@ -87,12 +87,13 @@ def export(records: list[dict], path: Path | None = None) -> Path:
     return path
 
 
-def start_server(*, build_wheel: bool = False, port: int = 0):
-    """scripts/serve.py's server with web/ at / (the dashboard at /dashboard/) and the harness mounts."""
+def start_server(*, build_wheel: bool = False, port: int = 0, mounts: dict[str, Path] | None = None):
+    """scripts/serve.py's server (in a thread) with web/ at / (the dashboard at /dashboard/), the
+    harness mounts and ``mounts``; ``server.shutdown()`` stops it."""
     from .browser import PageServer
 
     ps = PageServer(build_wheel=build_wheel)
-    return ps.serve.start(ps.mounts, port=port)
+    return ps.serve.start(ps.mounts | (mounts or {}), port=port)
 
 
 def serve(records: list[dict], *, port: int = 8000) -> None:

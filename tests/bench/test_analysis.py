@@ -1,0 +1,111 @@
+"""Regressions, ratio tables, recommendations, the generated performance page, targets and suites."""
+
+from __future__ import annotations
+
+import pytest
+
+from webinfer.bench import analysis, report, targets
+from webinfer.bench.record import metric, summary
+from webinfer.bench.suite import target_protocol
+
+from .synthetic import REGRESSED, history
+
+
+def test_summary():
+    s = summary([3.0, 1.0, 2.0], "s")
+    assert s == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3, "values": [3.0, 1.0, 2.0], "unit": "s"}
+    with pytest.raises(KeyError, match="known"):
+        metric("speed", [1.0])
+
+
+def test_the_planted_regression_and_nothing_else_is_flagged():
+    flagged = [j for j in analysis.regressions(history(4)) if j["flagged"]]
+    assert [(j["series"], j["metric"]) for j in flagged] == [REGRESSED]
+    (j,) = flagged
+    assert j["run_id"] == "run-3-1" and j["commit"] == "04abcdef"
+    assert j["change"] == pytest.approx(-0.4, abs=0.03) and j["worse_by"] > analysis.NOISE_FACTOR * j["noise"]
+    assert not [j for j in analysis.regressions(history(4, regress=False)) if j["flagged"]]
+
+
+def test_noise_decides():
+    # A 10 % drop is a regression when runs agree to 1 %, and is not when they spread over 30 %.
+    def rec(i, values):
+        return {"id": f"r{i}", "time": f"2026-01-0{i + 1}T00:00:00Z", "status": "ok", "engine": "webinfer",
+                "target": "t", "model": "m", "metrics": {"decode_tps": metric("decode_tps", values)},
+                "commit": {"short": f"c{i}"}}
+    tight = [rec(0, [10, 10.1, 9.9]), rec(1, [10, 10.1, 9.9]), rec(2, [9, 9.05, 8.95])]
+    loose = [rec(0, [10, 13, 7]), rec(1, [10, 13, 7]), rec(2, [9, 12, 6])]
+    assert analysis.regressions(tight, flagged_only=True)
+    assert not analysis.regressions(loose, flagged_only=True)
+    # lower is better for times: a slower TTFT is flagged, a faster one is an improvement
+    t = [{**rec(i, [10, 10, 10]), "metrics": {"ttft_s": metric("ttft_s", [v])}} for i, v in enumerate([1, 1, 2])]
+    (j,) = analysis.regressions(t, latest_only=True)
+    assert j["flagged"] and not j["improved"]
+
+
+def test_compare_commits_targets_engines():
+    recs = history(4)
+    c = analysis.compare(recs, "01abcdef", "04abcdef")
+    assert c["kind"] == "commit"
+    row = next(r for r in c["rows"] if r["label"].startswith("chromium-numpy") and r["metric"] == "decode_tps")
+    assert row["ratio"] == pytest.approx(0.6, abs=0.03) and row["better"] is False
+    c = analysis.compare(recs, "chromium-numpy", "wllama")
+    assert c["kind"] == "target" and all(r["same_suite"] for r in c["rows"])
+    c = analysis.compare(recs, "webinfer", "wllama")  # wllama is a target and an engine: engine wins
+    assert c["kind"] == "engine"
+    assert {r["label"] for r in c["rows"]} == {"chromium-numpy vs wllama", "chromium-webgpu vs wllama"}
+    text = analysis.format_compare(c)
+    assert "B/A" in text and "decode_tps" in text
+    with pytest.raises(KeyError):
+        analysis.compare(recs, "nothing", "wllama")
+
+
+def test_baseline_ratios_come_from_the_same_suite():
+    recs = history(2)
+    ratios = analysis.baseline_ratios(recs, "cpython-numpy")
+    assert ratios["run-0-0"]["decode_tps"] == 1.0
+    assert ratios["run-0-1"]["decode_tps"] == pytest.approx(6 / 30, rel=0.05)
+
+
+def test_recommendations_respect_the_budget():
+    recs = history(3)
+    best = analysis.recommendations(recs, 1024)
+    assert [(r["target"], r["quant"]) for r in best] == [("cpython-numpy", "Q4_1")]
+    assert [r["target"] for r in analysis.recommendations(recs, 500)] == ["chromium-webgpu"]
+    assert analysis.recommendations(recs, 10) == []
+
+
+def test_report_is_generated_from_records():
+    md = report.render(history(4))
+    assert md.startswith("# Performance") and "GENERATED" in md
+    for section in ("## How the numbers were taken", "## Latest run", "## Next to the peers", "## History",
+                    "## Regressions", "## Compatibility", "## Which configuration to use"):
+        assert section in md
+    assert "| chromium-numpy | decode |" in md  # the planted regression
+    assert "`01abcdef`" in md and "`04abcdef`" in md
+    assert "llama-cpp-python is not installed" in md
+    assert "No results yet" in report.render([])
+
+
+def test_suites_and_targets_are_consistent():
+    all_targets = targets.targets()
+    cfg = targets.config()
+    assert cfg["baseline"] in all_targets
+    for name, s in cfg["suites"].items():
+        ts, proto = targets.suite(name)
+        assert [t.name for t in ts] == s["targets"]
+        for k in ("runs", "decode_tokens", "warmup_tokens", "decode_prompt", "n_ctx"):
+            assert k in proto
+    slow = all_targets["chromium-webgpu"]
+    _, full = targets.suite("full")
+    assert target_protocol(full, slow)["decode_tokens"] == 16
+    _, smoke = targets.suite("smoke")
+    assert target_protocol(smoke, slow)["decode_tokens"] == 4  # a cap, never a raise
+    with pytest.raises(Exception, match="known"):
+        targets.suite("nope")
+
+
+def test_unavailable_targets_say_why(monkeypatch):
+    monkeypatch.setenv(targets.LLAMA_CPP_PYTHON_ENV, "/nonexistent/python")
+    why = targets.unavailable(targets.targets()["llama-cpp"])
+    assert "llama-cpp-python" in why
