@@ -195,7 +195,7 @@ class Planner:
                           fold(math.ceil(rows / self.be.matvec_rows)), [out], {**defines, **self.be.matvec_defines},
                           label)
             else:
-                r_off = residual.offset if residual is not None else 0
+                r_off = (residual.offset + part.row0) if residual is not None else 0
                 if residual is not None:
                     assert residual.stride == out.stride
                 params = pack(w.wmat(part), part.rows, t, x.stride // 4, out.stride, out.offset + part.row0,
