@@ -306,6 +306,8 @@ async function load(options = {}) {
   const rpc = new Rpc(makeWorker(workerURL));
   const onAbort = () => rpc.terminate(abortError("webinfer.load()"));
   signal?.addEventListener("abort", onAbort, { once: true });
+  // While Python boots (seconds), check that the model URL answers: a 404 fails now, not after the boot.
+  preflight(absolute(model), timeouts.request).then((err) => err && rpc.terminate(err));
   try {
     const boot = await rpc.request("boot", { pyodideIndexURL, wheelURL }, { onProgress, timeoutMs: timeouts.boot }).promise;
     const res = await rpc.request("load", {
@@ -319,6 +321,25 @@ async function load(options = {}) {
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
+}
+
+// An HTTP error for the model URL, as a WebinferError; null when it answers (or when we cannot
+// tell, e.g. a network error: the worker's download reports that with more detail).
+async function preflight(url, timeoutMs) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  try {
+    const r = await fetch(url, { headers: { Range: "bytes=0-0" }, signal: ctl.signal, cache: "no-store" });
+    r.body?.cancel();
+    if (r.status >= 400) {
+      return new WebinferError(`HTTP ${r.status} fetching ${url}: ` +
+        (r.status === 404 ? "check the model URL" : "the server answered with an error"),
+        { name: "DownloadError", status: r.status, url });
+    }
+  } catch { /* unknown: let the worker find out */ } finally {
+    clearTimeout(timer);
+  }
+  return null;
 }
 
 // ----------------------------------------------------------------------- cache

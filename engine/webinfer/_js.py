@@ -24,9 +24,9 @@ Costs and lifetimes, stated once here:
   blocking range requests from inside the (synchronous) GGUF reader.
 - OPFS ``FileSystemSyncAccessHandle`` (sync read/write at an offset) exists
   only in dedicated workers too; creating one is async, using it is not.
-- Every JS promise awaited here goes through :func:`awaitable`, so a
-  rejection always becomes a Python exception (some reject with values
-  Pyodide cannot convert, and the ``await`` would never finish).
+- Every JS promise is awaited through :func:`call_async`, so a rejection
+  always becomes a Python exception (some reject with values Pyodide cannot
+  convert, and the ``await`` would never finish).
 """
 
 from __future__ import annotations
@@ -67,23 +67,40 @@ def js_object(d: dict) -> Any:
     return to_js(d, dict_converter=js.Object.fromEntries)
 
 
-_normalize_rejection = None
+class JsRejection(Exception):
+    """A JS promise awaited through :func:`call_async` rejected; ``name`` is the JS error's name."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.js_name = name
 
 
-def awaitable(promise: Any) -> Any:
-    """A JS promise whose rejection is always a real ``Error`` (await it from Python).
+_call_settled = None
 
-    Some browser APIs reject with values Pyodide cannot turn into an exception
-    (seen: OPFS over quota in Chromium 156: "TypeError: invalid exception
-    object" in the event loop, and the ``await`` hangs).  This re-throws them
-    as ``Error`` objects that keep ``name`` and ``message``.
+
+async def call_async(obj: Any, method: str, *args: Any) -> Any:
+    """Await ``obj.method(*args)`` (a JS promise); a rejection raises :class:`JsRejection`.
+
+    The promise never reaches Python: Pyodide 0.27.7 cannot convert some
+    rejection values (Chromium 156's ``QuotaExceededError`` from OPFS over
+    quota gives "TypeError: invalid exception object" inside the event loop,
+    and the ``await`` hangs forever), and merely holding a proxy of a promise
+    that rejects that way is enough to trigger it.  So the call and the
+    settling happen in JS, and Python awaits ``{ok, value}`` or
+    ``{ok: false, name, message}``.  Dict arguments must already be JS objects
+    (:func:`js_object`).
     """
-    global _normalize_rejection
-    if _normalize_rejection is None:
-        _normalize_rejection = js.Function.new(
-            "p", "return Promise.resolve(p).catch((e) => { const err = new Error(String((e && e.message) || e)); "
-                 "err.name = (e && e.name) || 'Error'; throw err; });")
-    return _normalize_rejection(promise)
+    global _call_settled
+    if _call_settled is None:
+        _call_settled = js.Function.new(
+            "obj", "name", "args",
+            "return Promise.resolve().then(() => obj[name](...args)).then((value) => ({ok: true, value}), "
+            "(e) => ({ok: false, name: String((e && e.name) || 'Error'), message: String((e && e.message) || e)}));")
+    r = await _call_settled(obj, method, to_js(list(args)))
+    if not r.ok:
+        raise JsRejection(str(r.name), str(r.message))
+    return r.value
 
 
 def js_error_name(e: BaseException) -> str:
@@ -244,9 +261,11 @@ class OPFSFile:
             return cls(name, open(path, "r+b"))
         try:  # pragma: no cover - browser only
             folder = await _opfs_folder()
-            fh = await awaitable(folder.getFileHandle(name, js_object({"create": True})))
-            handle = await awaitable(fh.createSyncAccessHandle())
-        except JsException as e:  # pragma: no cover
+            fh = await call_async(folder, "getFileHandle", name, js_object({"create": True}))
+            handle = await call_async(fh, "createSyncAccessHandle")
+        except (JsException, JsRejection) as e:  # pragma: no cover
+            if js_error_name(e) == "QuotaExceededError":
+                raise StorageQuotaExceeded(f"cannot create {name!r}: the storage quota is full") from None
             raise StorageUnavailable(f"cannot open {name!r} in the browser's private file system: {e}") from None
         return cls(name, handle)
 
@@ -302,8 +321,8 @@ class OPFSFile:
 async def _opfs_folder():  # pragma: no cover - browser only
     if not hasattr(js, "navigator") or not hasattr(js.navigator, "storage"):
         raise StorageUnavailable("navigator.storage is not available here")
-    root = await awaitable(js.navigator.storage.getDirectory())
-    return await awaitable(root.getDirectoryHandle(OPFS_FOLDER, js_object({"create": True})))
+    root = await call_async(js.navigator.storage, "getDirectory")
+    return await call_async(root, "getDirectoryHandle", OPFS_FOLDER, js_object({"create": True}))
 
 
 async def opfs_remove(name: str) -> None:
@@ -313,8 +332,8 @@ async def opfs_remove(name: str) -> None:
         return
     try:  # pragma: no cover
         folder = await _opfs_folder()
-        await awaitable(folder.removeEntry(name))
-    except JsException as e:  # pragma: no cover
+        await call_async(folder, "removeEntry", name)
+    except (JsException, JsRejection) as e:  # pragma: no cover
         if js_error_name(e) != "NotFoundError":
             raise
 
@@ -328,12 +347,12 @@ async def opfs_list() -> dict[str, int]:
     folder = await _opfs_folder()
     it = folder.values()
     while True:
-        step = await awaitable(it.next())
+        step = await call_async(it, "next")
         if step.done:
             break
         entry = step.value
         if entry.kind == "file":
-            f = await awaitable(entry.getFile())
+            f = await call_async(entry, "getFile")
             out[str(entry.name)] = int(f.size)
     return out
 
@@ -344,7 +363,7 @@ async def storage_estimate() -> dict:
         quota = os.environ.get("WEBINFER_OPFS_QUOTA")
         return {"quota": int(quota)} if quota else {}
     try:  # pragma: no cover
-        est = await awaitable(js.navigator.storage.estimate())
+        est = await call_async(js.navigator.storage, "estimate")
         return {"usage": int(est.usage), "quota": int(est.quota)}
     except Exception:  # noqa: BLE001  # pragma: no cover
         return {}
@@ -404,3 +423,31 @@ def environment() -> dict:
 
 # ------------------------------------------------------------------ WebGPU
 # (the WebGPU backend's helpers go here)
+
+
+# ------------------------------------------------------- WASM SIMD kernels
+
+
+def load_wasm_side_module(data: bytes, name: str) -> Any:
+    """Instantiate a WASM side module inside Pyodide's own memory; returns its exports.
+
+    The module (wasm_fallback/, built by clang as an Emscripten-style side
+    module with a ``dylink.0`` section) goes through Pyodide's dynamic linker,
+    ``loadWebAssemblyModule``, the same path ``ctypes.CDLL`` and compiled
+    packages take: it receives Pyodide's ``WebAssembly.Memory``, so its
+    functions work on numpy arrays by address (``arr.ctypes.data``) with no
+    copy.  This needs no cooperation from whoever called ``loadPyodide``
+    (OFFLINE.md's alternative, a ``Proxy`` on ``WebAssembly.Memory`` around
+    ``loadPyodide``, would).  ``data`` is copied once into a JS Uint8Array and
+    compiled synchronously (allowed in workers and Node; Chromium's main
+    thread limit for sync compiles is 8 MB, far above the kernels' size).
+
+    The exports live as long as the Pyodide instance; calls from Python with
+    int arguments cost about 2 us each (Node 20).
+    """
+    if not IN_PYODIDE:
+        raise RuntimeError("WASM side modules load only inside Pyodide")
+    import pyodide_js  # type: ignore[import-not-found]  # pragma: no cover
+
+    flags = js_object({"loadAsync": False, "nodelete": True, "allowUndefined": False})  # pragma: no cover
+    return pyodide_js._module.loadWebAssemblyModule(to_js(data), flags, name, js.Object.new(), 0)  # pragma: no cover

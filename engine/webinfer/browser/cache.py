@@ -127,8 +127,12 @@ class CachedHttpSource:
         name = cache_name(key)
         report = LoadReport(url=url)
         for attempt in range(2):  # a second pass after throwing a bad cached copy away
-            data = await _js.OPFSFile.open(name + ".gguf")
-            meta_file = await _js.OPFSFile.open(name + ".json")
+            try:
+                data = await _js.OPFSFile.open(name + ".gguf")
+                meta_file = await _js.OPFSFile.open(name + ".json")
+            except _js.StorageQuotaExceeded:
+                need = size or _probe_size(url, http)
+                raise StorageQuotaError(_quota_message(need, None), needed=need) from None
             meta = _read_meta(meta_file)
             if meta.get("url") and meta.get("key") != key:
                 meta = {}  # a hash collision or a stale record: start over
@@ -410,9 +414,20 @@ def _read_meta(f: _js.OPFSFile) -> dict:
 
 
 def _quota_message(need: int, free: int | None) -> str:
-    have = f" ({free / 1e6:.1f} MB free)" if free is not None else ""
-    return (f"the browser's storage quota is full: caching this model needs {need / 1e6:.1f} MB more{have}. "
+    have = f" ({max(free, 0) / 1e6:.1f} MB free)" if free is not None else ""
+    needs = f"needs {need / 1e6:.1f} MB more" if need else "needs more room"
+    return (f"the browser's storage quota is full: caching this model {needs}{have}. "
             "Free space (webinfer.cache.clear() deletes webinfer's downloads) or load with {cache: false}.")
+
+
+def _probe_size(url: str, http: HttpFn) -> int:
+    """The file's size from a 1-byte range request (0 if the server does not tell)."""
+    try:
+        r = http(url, start=0, end=1, timeout_s=REQUEST_TIMEOUT_S)
+    except OSError:
+        return 0
+    cr = _parse_content_range(r.header("content-range"))
+    return (cr[2] or 0) if cr else int(r.header("content-length") or 0) if r.status == 200 else 0
 
 
 def _sleep(seconds: float) -> None:

@@ -164,12 +164,18 @@ async def _load(id: Any, c: dict) -> dict:
     t0 = _js.now_s()
     use_cache = c.get("cache", True)
     prog = _LoadProgress(id, "network")
+    src = None
     if use_cache:
-        src = await CachedHttpSource.open(url, key=c.get("cacheKey") or url, sha256=c.get("sha256"), size=c.get("size"),
-                                          chunk=int(c.get("chunkBytes") or CHUNK_BYTES), progress=prog.download,
-                                          verify=c.get("verify", True))
-    else:
+        try:
+            src = await CachedHttpSource.open(url, key=c.get("cacheKey") or url, sha256=c.get("sha256"),
+                                              size=c.get("size"), chunk=int(c.get("chunkBytes") or CHUNK_BYTES),
+                                              progress=prog.download, verify=c.get("verify", True))
+        except _js.StorageUnavailable as e:  # no OPFS (private mode, file locked by another tab): load uncached
+            note = f"browser storage unavailable, loading without the cache: {e}"
+    if src is None:
         src = HttpRangeSource(url, progress=prog.download)
+        if use_cache:
+            src.report.events.append(note)
     prog.info["source"] = src.report.source
     prog.info["total"] = src.size
     if src.report.source == "cache":
