@@ -274,7 +274,7 @@ def test_a_pipeline_that_does_not_build_falls_back_at_load(device, tmp_path, mon
 
 
 @pytest.mark.model
-def test_cli_generate_on_webgpu_names_the_adapter(default_model_path):
+def test_cli_generate_on_webgpu_names_the_adapter(default_model_path, device):
     r = subprocess.run([sys.executable, "-m", "webinfer", "generate", PROMPT, "--temperature", "0", "--max-tokens",
                         "8", "--backend", "webgpu", "--model", str(default_model_path)],
                        capture_output=True, text=True, timeout=300)
