@@ -422,7 +422,67 @@ def environment() -> dict:
 
 
 # ------------------------------------------------------------------ WebGPU
-# (the WebGPU backend's helpers go here)
+# Used by devices/browser.py (pitfalls seen with WebGPU through this FFI are listed there).
+
+_settle_src = (
+    "p", "ms", "what",
+    "let t; const timeout = new Promise((_, rej) => { t = setTimeout(() => { const e = new Error(what + "
+    "' did not finish in ' + ms + ' ms'); e.name = 'TimeoutError'; rej(e); }, ms); });"
+    "return Promise.race([Promise.resolve(p), timeout]).then((value) => { clearTimeout(t); return {ok: true, value}; },"
+    " (e) => { clearTimeout(t); return {ok: false, name: String((e && e.name) || 'Error'),"
+    " message: String((e && e.message) || e)}; });")
+_settle = None
+
+
+def can_wait() -> bool:
+    """Whether Python can block on a JS promise here (JSPI: :func:`wait` works)."""
+    if not IN_PYODIDE:
+        return False
+    try:  # pragma: no cover - browser only
+        from pyodide.ffi import can_run_sync  # type: ignore[import-not-found]
+
+        return bool(can_run_sync())
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def wait(promise: Any, *, timeout_s: float = 60.0, what: str = "a WebGPU call") -> Any:
+    """Block until a JS promise settles (``run_sync``, needs JSPI); its value, or :class:`JsRejection`.
+
+    Every wait has a timeout: a promise whose callback was lost (a Python
+    callable passed without ``create_proxy``) or a GPU that hung would
+    otherwise freeze the tab silently.  Settling happens in JS (as in
+    :func:`call_async`), so odd rejection values cannot hang Python.
+    """
+    global _settle
+    if _settle is None:
+        _settle = js.Function.new(*_settle_src)
+    r = run_sync(_settle(promise, int(timeout_s * 1000), what))
+    if not r.ok:
+        raise JsRejection(str(r.name), str(r.message))
+    return r.value
+
+
+def heap_bytes(a: Any) -> Any:
+    """A ``Uint8Array`` over the bytes of a C-contiguous numpy array, in place in the WASM heap.
+
+    No copy: hand it at once to a call that copies it (``queue.writeBuffer``
+    does).  The view dies if the heap grows, so never keep it across Python
+    calls that may allocate.
+    """
+    import pyodide_js  # type: ignore[import-not-found]  # pragma: no cover
+
+    return pyodide_js._module.HEAPU8.subarray(a.ctypes.data, a.ctypes.data + a.nbytes)  # pragma: no cover
+
+
+def js_function(*args: str) -> Any:
+    """``new Function(*args)``: JS helpers that run many WebGPU calls per Python call."""
+    return js.Function.new(*args)  # pragma: no cover - browser only
+
+
+def js_array(items: list) -> Any:
+    """A JS Array of ``items`` (JS objects pass through as themselves, numbers convert)."""
+    return to_js(items)  # pragma: no cover - browser only
 
 
 # ------------------------------------------------------- WASM SIMD kernels
