@@ -46,3 +46,4 @@ fi
 
 # ---- pinned assets, sha256-verified
 .venv/bin/python scripts/fetch_assets.py
+.venv/bin/python scripts/fetch_browser_assets.py   # the Pyodide test dist for pytest-pyodide
