@@ -43,6 +43,19 @@ def default_model(default_gguf):
     return load_model(default_gguf, NumpyBackend())
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """pytest-pyodide (tests/browser/test_in_pyodide.py) runs in Chromium and Node on the test dist
+    scripts/setup.sh builds, unless --runtime / --dist-dir are given."""
+    if not hasattr(config.option, "dist_dir"):
+        return
+    given = " ".join(config.invocation_params.args)
+    if "--rt" not in given and "--runtime" not in given:
+        config.option.runtime = "chrome,node"
+    if "--dist-dir" not in given:
+        config.option.dist_dir = CACHE / "pyodide" / "0.27.7-test"
+
+
 # Property tests: reproducible in CI, random locally.
 try:
     from hypothesis import settings
