@@ -13,11 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEFAULT_MODEL, ROOT, load_chromium, load_serve
+from ..conftest import REFERENCE_DIR
+from .helpers import CACHE, DEFAULT_MODEL, ROOT, load_chromium, load_serve
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives headless Chromium (scripts/setup.sh installs it)")
+
+
+# pytest-pyodide's Chromium: headless flags that work on a closed network (see scripts/chromium.py).
+try:
+    from pytest_pyodide import get_global_config
+
+    get_global_config().set_flags("chrome", ["--js-flags=--expose-gc", "--headless=new",
+                                             *load_chromium().FLAGS[1:]])
+except ImportError:  # pragma: no cover - pytest-pyodide comes with scripts/requirements-dev.txt
+    pass
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +43,7 @@ def web_server(pages):
     if not (serve.default_mounts()["/pyodide/"] / "pyodide.js").exists() or not DEFAULT_MODEL.exists():
         pytest.skip("the Pyodide dist or the default model is missing: run scripts/setup.sh")
     serve.build_wheel()
-    mounts = serve.default_mounts() | {"/t/": pages}
+    mounts = serve.default_mounts() | {"/t/": pages, "/reference/": REFERENCE_DIR, "/vocab/": CACHE / "testdata" / "vocab"}
     srv = serve.start(mounts)
     yield srv
     srv.shutdown()
