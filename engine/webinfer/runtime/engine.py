@@ -28,7 +28,8 @@ from .sampler import SamplingParams
 from .session import Session
 
 DEFAULT_N_CTX = 2048  # KV cache positions; the default model was trained on 8192
-BACKENDS = {"numpy": NumpyBackend, "webgpu": None}  # webgpu: backends.webgpu.load_planned (plans, GPU sampling)
+BACKENDS = {"numpy": NumpyBackend, "webgpu": None,  # webgpu: backends.webgpu.load_planned (plans, GPU sampling)
+            "wasm": None}  # wasm: backends.wasm_plan.load_wasm (WASM SIMD kernels; inside Pyodide only)
 
 ProgressFn = Callable[[dict], None]
 
@@ -56,6 +57,10 @@ class Engine:
             from ..backends.webgpu import load_planned
 
             self.model = load_planned(gguf, on_tensor, profile=profile)
+        elif backend == "wasm":  # WasmUnavailableError outside Pyodide: backend="numpy" runs everywhere
+            from ..backends.wasm_plan import load_wasm
+
+            self.model = load_wasm(gguf, on_tensor)
         else:
             self.model = load_model(gguf, BACKENDS[backend](), on_tensor)
         self.backend_name = getattr(self.model, "backend_name", backend)
