@@ -51,7 +51,7 @@ def history(n_commits: int = 4, *, regress: bool = True, seed: int = 7) -> list[
                 "engine_version": "0.1.0", "target": target, "runtime": runtime,
                 "browser": "Chromium 156.0" if runtime == "chromium" else None, "backend": backend,
                 "model": "SmolLM2-135M-Instruct.Q4_1", "quant": "Q4_1", "profile": None, "threads": 1,
-                "status": "ok", "error": None, "protocol": {"runs": 3, "decode_tokens": 128},
+                "status": "ok", "error": None, "protocol": {"suite": "full", "runs": 3, "decode_tokens": 128},
                 "metrics": metrics,
                 "capability": {"page": PAGE_PROBE} if runtime == "chromium" else {"detected": {"webgpu": False}},
                 "versions": {"webinfer": "0.1.0"}, "machine": MACHINE, "extra": {},
@@ -59,5 +59,6 @@ def history(n_commits: int = 4, *, regress: bool = True, seed: int = 7) -> list[
         out.append({"schema": 1, "id": f"run-{c}-skip", "suite_id": suite, "time": f"2026-01-0{c + 1}T00:30:00Z",
                     "commit": commit, "engine": "llama.cpp", "target": "llama-cpp", "runtime": "cpython",
                     "backend": "cpu", "model": "SmolLM2-135M-Instruct.Q4_1", "status": "skipped",
-                    "error": "llama-cpp-python is not installed", "metrics": {}, "machine": MACHINE})
+                    "error": "llama-cpp-python is not installed", "metrics": {}, "machine": MACHINE,
+                    "protocol": {"suite": "full", "runs": 3, "decode_tokens": 128}})
     return out

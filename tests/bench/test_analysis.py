@@ -109,3 +109,12 @@ def test_unavailable_targets_say_why(monkeypatch):
     monkeypatch.setenv(targets.LLAMA_CPP_PYTHON_ENV, "/nonexistent/python")
     why = targets.unavailable(targets.targets()["llama-cpp"])
     assert "llama-cpp-python" in why
+
+
+def test_runs_of_another_suite_are_another_series():
+    recs = history(3, regress=False)
+    smoke = {**recs[-2], "id": "smoke-run", "suite_id": "s-smoke", "time": "2026-01-09T00:00:00Z",
+             "protocol": {"suite": "smoke", "decode_tokens": 4},
+             "metrics": {"decode_tps": metric("decode_tps", [1.0])}}  # 4 tokens: much slower, not comparable
+    assert not analysis.regressions(recs + [smoke], flagged_only=True)
+    assert analysis.suite_of({"protocol": {"decode_tokens": 128}}) == "full"  # older records without a name

@@ -54,9 +54,13 @@
 
   // ------------------------------------------------------------------ selection
 
+  // As analysis.suite_of: runs are compared within one suite (protocol) only.
+  const suiteOf = (r) => (r.protocol && r.protocol.suite) || ((r.protocol && r.protocol.decode_tokens) >= 64 ? "full" : "other");
+
   function filtered() {
-    const model = $("f-model").value, machine = $("f-machine").value;
-    return DATA.records.filter((r) => (!model || r.model === model) && (!machine || machineOf(r) === machine));
+    const model = $("f-model").value, machine = $("f-machine").value, suite = $("f-suite").value;
+    return DATA.records.filter((r) => (!model || r.model === model) && (!machine || machineOf(r) === machine) &&
+      (!suite || suiteOf(r) === suite));
   }
 
   function metricValue(r, name) {
@@ -340,8 +344,9 @@
     fillSelect($("f-model"), [...new Set(recs.map((r) => r.model))].sort(), null, lastOk.model);
     const machines = new Map(recs.map((r) => [machineOf(r), machineLabel(r)]));
     fillSelect($("f-machine"), [...machines.keys()], (v) => machines.get(v), lastOk.machine && lastOk.machine.id);
+    fillSelect($("f-suite"), [...new Set(recs.map(suiteOf))].sort(), null, suiteOf(lastOk));
     fillSelect($("f-metric"), [...Object.keys(DATA.metrics), "memory"], (v) => (DATA.metrics[v] ? DATA.metrics[v].label : v), "decode_tps");
-    for (const id of ["f-model", "f-machine", "f-ratio", "f-metric", "f-budget", "f-rec-metric"]) {
+    for (const id of ["f-model", "f-machine", "f-suite", "f-ratio", "f-metric", "f-budget", "f-rec-metric"]) {
       $(id).addEventListener("change", render);
     }
     $("f-budget").addEventListener("input", () => recommendationsTable(filtered()));

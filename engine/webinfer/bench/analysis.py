@@ -1,7 +1,9 @@
 """Reading the results: series over time, noise, regressions, ratio tables, recommendations.
 
 A *series* is one configuration measured again and again: the same engine,
-target, model, quant, profile and threads on the same machine (record.machine_id).
+target, model, quant, profile and threads, on the same machine
+(record.machine_id), with the same protocol (suite and token counts: a
+4-token smoke decode is not compared with a 128-token one).
 
 Noise and regressions. A run's own noise is half its spread ((max - min) / 2
 over its runs). The recent history of a series is its last
@@ -29,9 +31,19 @@ JUDGED_METRICS = ("decode_tps", "prefill_tps", "ttft_s", "load_s", "load_cached_
                   "peak_rss_mb", "wasm_heap_mb", "gpu_buffer_mb")
 
 
+def suite_of(rec: dict) -> str:
+    """The suite a record was measured in; older records (no name) by their decode length."""
+    p = rec.get("protocol") or {}
+    if p.get("suite"):
+        return p["suite"]
+    return "full" if (p.get("decode_tokens") or 0) >= 64 else "other"
+
+
 def series_key(rec: dict) -> tuple:
+    p = rec.get("protocol") or {}
     return (rec.get("engine"), rec.get("target"), rec.get("model"), rec.get("quant"), rec.get("profile"),
-            rec.get("threads"), (rec.get("machine") or {}).get("id"))
+            rec.get("threads"), (rec.get("machine") or {}).get("id"), suite_of(rec),
+            p.get("decode_tokens"), p.get("prefill_tokens"))
 
 
 def series_name(rec: dict) -> str:

@@ -161,7 +161,10 @@ def run(ns, db) -> int:
         from ..errors import InvalidArgumentError
 
         raise InvalidArgumentError("--decode-tokens must be >= 2 (the first token belongs to the prefill)")
-    records = run_suite(targets, protocol, resolve_model(ns.model), db, baseline=not ns.no_baseline)
+    # A suite changed from the command line is another protocol: its runs form their own history.
+    changed = any(v is not None for v in (ns.runs, ns.decode_tokens, ns.prefill_chars))
+    records = run_suite(targets, protocol, resolve_model(ns.model), db, baseline=not ns.no_baseline,
+                        suite_name=ns.suite + ("-custom" if changed else ""))
     print_suite(records, analysis.baseline_ratios(records, baseline_name()))
     if ns.json:
         for r in records:

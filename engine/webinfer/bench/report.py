@@ -125,10 +125,10 @@ def latest_table(suite: list[dict], ratios: dict) -> list[str]:
     return rows
 
 
-def history_table(records: list[dict], machine_id: str, model: str) -> list[str]:
-    """Decode tok/s (and x base) by commit for each target, on one machine and model."""
+def history_table(records: list[dict], machine_id: str, model: str, suite: str) -> list[str]:
+    """Decode tok/s (and x base) by commit for each target, on one machine, model and suite."""
     good = [r for r in analysis.ok(records) if (r.get("machine") or {}).get("id") == machine_id
-            and r["model"] == model and "decode_tps" in r["metrics"]]
+            and r["model"] == model and "decode_tps" in r["metrics"] and analysis.suite_of(r) == suite]
     ratios = analysis.baseline_ratios(records, baseline_name())
     by_commit: dict[str, dict[str, dict]] = defaultdict(dict)
     order: dict[str, str] = {}
@@ -219,10 +219,10 @@ def render(records: list[dict]) -> str:
         out.append("")
     out.append(PEER_REFERENCE)
 
-    hist = history_table(records, mach.get("id"), first["model"])
+    hist = history_table(records, mach.get("id"), first["model"], analysis.suite_of(first))
     if hist:
-        out.append("## History\n\nDecode tokens/s by commit on this machine (in brackets: x the baseline of the same "
-                   "run; `+` marks runs with uncommitted engine changes):\n")
+        out.append(f"## History\n\nDecode tokens/s by commit on this machine, suite `{analysis.suite_of(first)}` "
+                   "(in brackets: x the baseline of the same run; `+` marks runs with uncommitted engine changes):\n")
         out += hist
         out.append("")
 

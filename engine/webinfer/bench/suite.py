@@ -46,8 +46,10 @@ def resolve_protocol(protocol: dict) -> dict:
 
 
 def run_suite(targets: list[Target], protocol: dict, model_path: Path, db: ResultsDB | None, *,
-              baseline: bool = True, log: Log = _stderr) -> list[dict]:
-    """Measure ``targets`` (the baseline target prepended unless present or ``baseline`` is False)."""
+              baseline: bool = True, suite_name: str = "custom", log: Log = _stderr) -> list[dict]:
+    """Measure ``targets`` (the baseline target prepended unless present or ``baseline`` is False).
+
+    ``suite_name`` is stored in each record's protocol: runs are compared only within a suite."""
     if baseline and baseline_name() not in [t.name for t in targets]:
         targets = pick([baseline_name()]) + list(targets)
     protocol = resolve_protocol(protocol)
@@ -61,7 +63,7 @@ def run_suite(targets: list[Target], protocol: dict, model_path: Path, db: Resul
     try:
         for t in targets:
             p = target_protocol(protocol, t)
-            stored_protocol = {k: v for k, v in p.items() if k != "prefill_text"}
+            stored_protocol = {k: v for k, v in p.items() if k != "prefill_text"} | {"suite": suite_name}
             rec = new_record(suite_id=suite_id, target=t.name, engine=t.engine, runtime=t.runtime, backend=t.backend,
                              model=model, protocol=stored_protocol, commit=commit, machine=machine,
                              threads=t.threads)
