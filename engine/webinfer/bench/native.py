@@ -56,9 +56,44 @@ def timed_generation(engine, ids: list[int], n: int) -> dict:
             "text": "".join(pieces)[:200]}
 
 
+class GpuBufferTally:
+    """Live and peak bytes of the GPU buffers webinfer creates, counted by wrapping the wgpu-py
+    device's create/destroy in this (measuring) subprocess: the device layer does not report them
+    itself (yet). Installed only for GPU targets; a no-op where the device module is missing."""
+
+    def __init__(self):
+        self.live = self.peak = 0
+        self.installed = False
+
+    def install(self) -> "GpuBufferTally":
+        try:
+            from ..devices.wgpu_native import WgpuNativeDevice
+        except Exception:  # noqa: BLE001 - no wgpu here: nothing to count
+            return self
+        create, destroy = WgpuNativeDevice.create_buffer, WgpuNativeDevice.destroy_buffer
+        tally = self
+
+        def create_buffer(dev, *a, **kw):
+            buf = create(dev, *a, **kw)
+            tally.live += buf.size
+            tally.peak = max(tally.peak, tally.live)
+            return buf
+
+        def destroy_buffer(dev, buf):
+            if not getattr(buf, "destroyed", False):
+                tally.live -= buf.size
+            return destroy(dev, buf)
+
+        WgpuNativeDevice.create_buffer, WgpuNativeDevice.destroy_buffer = create_buffer, destroy_buffer
+        self.installed = True
+        return self
+
+
 def measure_webinfer(opts: dict) -> dict:
     """Load, warm up, decode and prefill runs with webinfer in this process; the measurements."""
     from ..runtime.engine import Engine
+
+    gpu = GpuBufferTally().install() if opts.get("backend", "numpy") != "numpy" else None
 
     def load():
         kw = {"profile": opts["profile"]} if opts.get("profile") else {}
@@ -75,6 +110,7 @@ def measure_webinfer(opts: dict) -> dict:
     decode = [timed_generation(engine, decode_ids, opts["decode_tokens"]) for _ in range(opts["runs"])]
     prefill = [timed_generation(engine, prefill_ids, 1) for _ in range(opts["runs"])]
     peak = _peak_rss_mb()
+    gpu_peak = gpu.peak if gpu is not None and gpu.installed else 0
     capability = detect_capability(engine, open_device=opts.get("backend", "numpy") != "numpy")
     backend = engine.backend_name
     # More load samples, after the peak was read (two models alive at once would inflate it).
@@ -84,8 +120,10 @@ def measure_webinfer(opts: dict) -> dict:
         t0 = time.perf_counter()
         engine = load()
         loads.append(time.perf_counter() - t0)
+    gpu_metric = {"gpu_buffer_mb": metric("gpu_buffer_mb", [gpu_peak / 2**20])} if gpu_peak else {}
     return {
         "metrics": {
+            **gpu_metric,
             "load_s": metric("load_s", loads),
             "ttft_s": metric("ttft_s", [d["ttft_s"] for d in decode]),
             "decode_tps": metric("decode_tps", [d["decode_tokens_per_s"] for d in decode]),
@@ -123,6 +161,12 @@ def detect_capability(engine=None, *, open_device: bool = False) -> dict:
     except Exception as e:  # noqa: BLE001 - a broken detector must not lose the measurement
         report["detect_error"] = f"{type(e).__name__}: {e}"
     if engine is not None:
+        try:  # on a GPU, the engine's own report knows the device it runs on
+            caps = engine.capabilities if open_device else None
+            if caps is not None:
+                report["detected"] = caps if isinstance(caps, dict) else caps.as_dict()
+        except Exception as e:  # noqa: BLE001
+            report["engine_capabilities_error"] = f"{type(e).__name__}: {e}"
         report["backend"] = engine.backend_name
         profile = getattr(engine, "profile", None)
         if profile is not None:
