@@ -48,7 +48,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _js
-from ..errors import WasmKernelError, WasmUnavailableError
+from ..errors import InvalidArgumentError, WasmKernelError, WasmUnavailableError
 from ..formats.gguf import TensorInfo
 from ..formats.quants import dequantize, dequantize_rows, row_nbytes
 from ..model.args import ModelArgs
@@ -376,7 +376,10 @@ class WasmBackend:
 
     # ------------------------------------------------------------ state
 
-    def new_kv_cache(self, args: ModelArgs, n_ctx: int) -> WasmKVCache:
+    def new_kv_cache(self, args: ModelArgs, n_ctx: int, kv_dtype: str = "f32") -> WasmKVCache:
+        if kv_dtype != "f32":
+            raise InvalidArgumentError(f"the wasm backend keeps its KV cache in f32; kv_dtype {kv_dtype!r} "
+                                       "is a numpy-backend option")
         return WasmKVCache(args, n_ctx, self)
 
     def rope_tables(self, args: ModelArgs, n_ctx: int, freq_factors=None) -> RopeTables:

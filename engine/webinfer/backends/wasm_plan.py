@@ -62,8 +62,8 @@ class WasmPlannedModel:
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
-    def new_cache(self, n_ctx: int):
-        return self.model.new_cache(n_ctx)
+    def new_cache(self, n_ctx: int, **cache_options):
+        return self.model.new_cache(n_ctx, **cache_options)
 
     def forward(self, ids: Sequence[int], pos0: int, cache, rope, *, n_logits: int = 1) -> np.ndarray:
         t = len(ids)
