@@ -285,11 +285,13 @@ class Engine {
 //   cache            keep the download in the browser's storage (OPFS) and reuse it (default true)
 //   cacheKey         storage key (default: the model URL); sha256, size: expected, checked when given
 //   verify           re-hash a cached copy before use when a sha256 is known (default true)
+//   backend          "numpy" (default: float32 weights, runs everywhere), "wasm" (WASM SIMD kernels on the
+//                    quantized weights), "webgpu"; engine.model.backend says which one loaded
 //   n_ctx            context length (default 2048); chunkBytes: range request size (default 4 MiB)
 //   signal           AbortSignal: aborting stops the worker; timeouts: {boot, load, generate, request} in ms
 async function load(options = {}) {
   const { model, onProgress, signal, timeouts: userTimeouts, baseURL, cache = true, cacheKey, sha256, size,
-    verify = true, n_ctx, chunkBytes } = options;
+    verify = true, n_ctx, chunkBytes, backend = "numpy" } = options;
   if (typeof model !== "string" || !model) {
     throw new WebinferError("webinfer.load needs {model: URL of a GGUF file}", { name: "InvalidArgumentError" });
   }
@@ -311,8 +313,8 @@ async function load(options = {}) {
   try {
     const boot = await rpc.request("boot", { pyodideIndexURL, wheelURL }, { onProgress, timeoutMs: timeouts.boot }).promise;
     const res = await rpc.request("load", {
-      model: absolute(model), cache, cacheKey: cacheKey ? String(cacheKey) : undefined, sha256, size, verify, n_ctx,
-      chunkBytes,
+      model: absolute(model), backend, cache, cacheKey: cacheKey ? String(cacheKey) : undefined, sha256, size, verify,
+      n_ctx, chunkBytes,
     }, { onProgress, timeoutMs: timeouts.load }).promise;
     return new Engine(rpc, { ...res, boot }, timeouts);
   } catch (e) {

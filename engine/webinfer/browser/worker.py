@@ -2,7 +2,7 @@
 
 Messages are ``{kind, id, content}``.  Requests from the page:
 
-    load          {model, cacheKey?, cache?, sha256?, size?, n_ctx?, chunkBytes?, verify?}
+    load          {model, backend?, cacheKey?, cache?, sha256?, size?, n_ctx?, chunkBytes?, verify?}
     generate      {prompt, options: {max_tokens, temperature, top_p, top_k, min_p, seed, stop,
                                      repetition_penalty, ignore_eos}}
     chat          {body: OpenAI chat.completions.create body (messages, stream, max_tokens, ...)}
@@ -184,7 +184,7 @@ async def _load(id: Any, c: dict) -> dict:
         t_header = _js.now_s()
         gguf = GGUFFile(src)
         header_s = _js.now_s() - t_header
-        engine = Engine(gguf, n_ctx=c.get("n_ctx"), progress=prog.tensor)
+        engine = Engine(gguf, backend=c.get("backend") or "numpy", n_ctx=c.get("n_ctx"), progress=prog.tensor)
         report = src.finish()
     finally:
         src.close()
@@ -350,23 +350,24 @@ async def _stats_handler(id: Any, c: dict) -> dict:
 
 
 async def _capabilities() -> dict:
+    """What this browser offers (detected once per worker) and which backend the engine runs on."""
     if S.capabilities is None:
-        caps: dict[str, Any] = {"environment": _js.environment(), "backend": "numpy",
-                                "backends_available": ["numpy"]}
-        try:  # the capability detector of the WebGPU issue, once it lands
-            from .. import capability
+        from ..runtime.engine import BACKENDS
 
-            detect = getattr(capability, "detect", None)
-            if detect is not None:
-                report = detect()
-                if inspect.isawaitable(report):
-                    report = await report
-                caps["detected"] = report if isinstance(report, dict) else getattr(report, "as_dict", lambda: str(report))()
+        caps: dict[str, Any] = {"environment": _js.environment(), "backends": sorted(BACKENDS)}
+        try:  # capability/: the WebGPU adapter, features and limits, and the profile they select
+            from ..capability import detect
+
+            report = detect()
+            if inspect.isawaitable(report):
+                report = await report
+            caps["detected"] = report.as_dict() if hasattr(report, "as_dict") else report
         except Exception as e:  # noqa: BLE001 - detection must never break loading
             caps["detect_error"] = f"{type(e).__name__}: {e}"
         caps["storage"] = await _js.storage_estimate()
         S.capabilities = caps
-    return S.capabilities
+    backend = S.engine.backend_name if S.engine is not None else None
+    return {**S.capabilities, "backend": backend}
 
 
 async def _capabilities_handler(id: Any, c: dict) -> dict:
