@@ -209,3 +209,25 @@ def test_direct_range_source(served):
     assert src.size == SIZE
     read_all_shuffled(src, blob, pieces=10)
     assert src.report.network_bytes >= SIZE
+
+
+@pytest.mark.model
+def test_load_url_streams_the_model(default_model_path, opfs):
+    """webinfer.browser.load: the worker's loading path, here over urllib and a folder."""
+    import webinfer.browser
+
+    srv = load_serve().start({"/": default_model_path.parent})
+    try:
+        url = srv.url + default_model_path.name
+        reports = []
+        engine = asyncio.run(webinfer.browser.load(url, on_progress=reports.append))
+        stats = engine.load_stats
+        assert stats["source"] == "network" and stats["network_bytes"] == stats["file_bytes"]
+        assert reports[-1]["phase"] == "ready" and reports[-1]["progress"] == 1.0
+        assert any(r["phase"] == "tensors" and r["loaded"] < r["total"] for r in reports)  # loading while downloading
+        assert engine.complete("The capital of France is", max_tokens=3, temperature=0).startswith(" Paris")
+        again = asyncio.run(webinfer.browser.load(url))
+        assert again.load_stats["source"] == "cache" and again.load_stats["network_bytes"] == 0
+    finally:
+        srv.shutdown()
+        srv.server_close()

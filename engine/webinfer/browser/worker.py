@@ -33,10 +33,9 @@ from typing import Any
 
 from .. import _js
 from ..errors import InvalidArgumentError, WebinferError
-from ..formats.gguf import GGUFFile
-from .cache import CHUNK_BYTES, CachedHttpSource, HttpRangeSource
+from .cache import CHUNK_BYTES
+from .loader import load_url
 
-PROGRESS_INTERVAL_S = 0.1  # at most 10 progress messages a second (the last one always goes)
 GENERATE_OPTIONS = {"max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop",
                     "repetition_penalty", "ignore_eos"}
 CHAT_IGNORED = {"stream_options", "model", "n"}  # accepted for OpenAI compatibility (n must be 1)
@@ -97,111 +96,18 @@ async def handle(kind: str, id: Any, content: Any = None) -> None:
 # ------------------------------------------------------------------ loading
 
 
-class _LoadProgress:
-    """Merges download progress and the loader's tensor progress into one stream of messages."""
-
-    def __init__(self, id: Any, source: str):
-        self.id = id
-        self.t0 = _js.now_s()
-        self.last = 0.0
-        self.info = {"phase": "download", "progress": 0.0, "loaded": 0, "total": 0, "tensors": 0, "n_tensors": 0,
-                     "rate": 0.0, "network_bytes": 0, "cached_bytes": 0, "source": source}
-        self.first_tensor_s: float | None = None
-
-    def download(self, d: dict) -> None:
-        i = self.info
-        if d.get("phase") == "verify":
-            i["phase"] = "verify"
-            self.emit(d.get("text", "verifying"), force=True)
-            return
-        i["loaded"] = d.get("downloaded", i["loaded"])
-        i["total"] = d.get("total") or i["total"]
-        i["rate"] = round(d.get("rate", 0.0))
-        i["network_bytes"] = d.get("network_bytes", 0)
-        i["cached_bytes"] = d.get("cached_bytes", 0)
-        self.emit()
-
-    def tensor(self, p: dict) -> None:
-        i = self.info
-        if self.first_tensor_s is None:
-            self.first_tensor_s = _js.now_s() - self.t0
-        i["phase"] = "tensors"
-        i["tensors"], i["n_tensors"] = p["tensors"], p["n_tensors"]
-        i["progress"] = round(p["progress"], 4)
-        i["name"] = p["name"]
-        self.emit(force=p["tensors"] == p["n_tensors"])
-
-    def emit(self, text: str | None = None, force: bool = False) -> None:
-        now = _js.now_s()
-        if not force and now - self.last < PROGRESS_INTERVAL_S:
-            return
-        self.last = now
-        i = self.info
-        if text is None:
-            mb = lambda n: f"{n / 1e6:.1f}"  # noqa: E731
-            if i["network_bytes"] and i["loaded"] < i["total"]:
-                text = f"downloading {mb(i['loaded'])} of {mb(i['total'])} MB ({i['rate'] / 1e6:.1f} MB/s)"
-            elif i["source"] == "cache":
-                text = "loading from the browser cache"
-            else:
-                text = "loading"
-            if i["n_tensors"]:
-                text += f", {i['tensors']}/{i['n_tensors']} tensors"
-        i["text"] = text
-        i["elapsed_s"] = round(now - self.t0, 3)
-        _reply("progress", self.id, dict(i))
-
-
 async def _load(id: Any, c: dict) -> dict:
-    from ..runtime.engine import Engine
-
     url = c.get("model")
     if not isinstance(url, str) or not url:
         raise InvalidArgumentError("load needs {model: URL of a GGUF file}")
     if S.engine is not None:
         await _unload(id, {})
-    heap0 = _js.wasm_heap_bytes()
-    t0 = _js.now_s()
-    use_cache = c.get("cache", True)
-    prog = _LoadProgress(id, "network")
-    src = None
-    if use_cache:
-        try:
-            src = await CachedHttpSource.open(url, key=c.get("cacheKey") or url, sha256=c.get("sha256"),
-                                              size=c.get("size"), chunk=int(c.get("chunkBytes") or CHUNK_BYTES),
-                                              progress=prog.download, verify=c.get("verify", True))
-        except _js.StorageUnavailable as e:  # no OPFS (private mode, file locked by another tab): load uncached
-            note = f"browser storage unavailable, loading without the cache: {e}"
-    if src is None:
-        src = HttpRangeSource(url, progress=prog.download)
-        if use_cache:
-            src.report.events.append(note)
-    prog.info["source"] = src.report.source
-    prog.info["total"] = src.size
-    if src.report.source == "cache":
-        prog.info["loaded"] = src.size
-    try:
-        t_header = _js.now_s()
-        gguf = GGUFFile(src)
-        header_s = _js.now_s() - t_header
-        engine = Engine(gguf, backend=c.get("backend") or "numpy", n_ctx=c.get("n_ctx"), progress=prog.tensor)
-        report = src.finish()
-    finally:
-        src.close()
-    prog.info.update(loaded=src.size, progress=1.0, phase="ready")
-    prog.emit("ready", force=True)
-    load_s = _js.now_s() - t0
-    heap1 = _js.wasm_heap_bytes()
+    engine = await load_url(url, backend=c.get("backend") or "numpy", n_ctx=c.get("n_ctx"), cache=c.get("cache", True),
+                            cache_key=c.get("cacheKey"), sha256=c.get("sha256"), size=c.get("size"),
+                            verify=c.get("verify", True), chunk_bytes=int(c.get("chunkBytes") or CHUNK_BYTES),
+                            on_progress=lambda p: _reply("progress", id, p))
     S.engine = engine
-    S.load_stats = {
-        **report.as_dict(),
-        "load_s": round(load_s, 3),
-        "header_s": round(header_s, 3),
-        "first_tensor_s": round(prog.first_tensor_s or 0.0, 3),
-        "file_bytes": src.size,
-        "wasm_heap_before_bytes": heap0,
-        "wasm_heap_peak_bytes": heap1,  # WASM memory never shrinks: its size now is the peak of the load
-    }
+    S.load_stats = engine.load_stats
     gc.collect()
     return {"model": _model_info(engine, url), "stats": _stats(), "capabilities": await _capabilities()}
 
