@@ -4,7 +4,14 @@
     python scripts/fetch_browser_assets.py [--cache DIR]
 
 Run by scripts/setup.sh after scripts/fetch_assets.py (which fills the
-pristine dist).  ``@run_in_pyodide`` loads pytest, pluggy, iniconfig and tblib
+pristine dist).
+
+JupyterLite's Pyodide kernel needs more of Pyodide's own packages (ssl,
+sqlite3, ipython and their dependencies): the official 0.27.7 builds are
+copied into the pristine dist from the same archive, each checked against the
+lock's sha256 (release files: the dist stays pristine).  ``comm``, which the
+kernel installs with piplite, is downloaded for the site's wheel index.
+  ``@run_in_pyodide`` loads pytest, pluggy, iniconfig and tblib
 inside Pyodide; Pyodide's builds of those are not on PyPI, so the PyPI wheels
 at the same versions (sha256-pinned in browser_assets.json) go into a
 separate folder, ``pyodide/0.27.7-test/``: every file of the pristine dist
@@ -25,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from fetch_assets import log, sha256_of  # noqa: E402
+from fetch_assets import _members, _write_atomic, fetch_archive, log, sha256_of  # noqa: E402
 
 
 def fetch_wheel(spec: dict, downloads: Path, name: str) -> Path:
@@ -79,11 +86,55 @@ def build_test_dist(cache: Path, manifest: dict) -> Path:
     return dist
 
 
+def _lock_closure(lock: dict, roots: list[str]) -> list[str]:
+    """Lock keys of ``roots`` and everything they depend on (the lock spells some names with _ in depends)."""
+    key = {k.lower().replace("_", "-"): k for k in lock["packages"]}
+    out: set[str] = set()
+    todo = [key[r.lower().replace("_", "-")] for r in roots]
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out.add(name)
+            todo += [key[d.lower().replace("_", "-")] for d in lock["packages"][name].get("depends", [])]
+    return sorted(out)
+
+
+def lite_assets(cache: Path, manifest: dict) -> None:
+    """The Pyodide kernel's packages into the pristine dist; comm for the site's wheel index."""
+    assets = json.loads((HERE / "assets.json").read_text())
+    dist = cache / assets["pyodide"]["dist"]
+    lite = manifest["lite"]
+    lock = json.loads((dist / "pyodide-lock.json").read_text())
+    todo = {}
+    for name in _lock_closure(lock, lite["pyodide_packages"]):
+        entry = lock["packages"][name]
+        dest = dist / entry["file_name"]
+        if not (dest.exists() and sha256_of(dest) == entry["sha256"]):
+            todo[assets["pyodide"]["member_dir"] + entry["file_name"]] = (dest, entry["sha256"])
+    if todo:
+        src = lite["pyodide_from"]
+        archive = fetch_archive(src, assets["archives"][src], cache / "downloads")
+        for member, opener in _members(archive):
+            if member in todo:
+                dest, digest = todo.pop(member)
+                log(f"pyodide package {dest.name}")
+                with opener() as f:
+                    _write_atomic(dest, f)
+                if sha256_of(dest) != digest:
+                    dest.unlink()
+                    raise SystemExit(f"[setup] {dest.name} does not match the official pyodide-lock.json sha256")
+        if todo:
+            raise SystemExit(f"[setup] not in the archive: {sorted(todo)}")
+    for name, spec in lite["piplite_wheels"].items():
+        fetch_wheel(spec, cache / "downloads", name)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", default=os.environ.get("WEBINFER_CACHE", str(Path.home() / ".cache" / "webinfer")))
     args = p.parse_args(argv)
     manifest = json.loads((HERE / "browser_assets.json").read_text())
+    lite_assets(Path(args.cache), manifest)  # first: the test dist links the pristine dist's files
     build_test_dist(Path(args.cache), manifest)
     return 0
 

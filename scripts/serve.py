@@ -9,7 +9,7 @@ Mounts (URL prefix -> folder), longest prefix first:
     /wheel/    build/wheel/                        (built here first unless --no-build)
     /pyodide/  $WEBINFER_CACHE/pyodide/0.27.7/     (the local Pyodide dist)
     /models/   $WEBINFER_CACHE/models/             (GGUF files)
-    /lite/     build/lite/                         (the JupyterLite site, once built)
+    /lite/     build/lite/                         (the JupyterLite site: scripts/build_lite.py)
 
 What it does that ``python -m http.server`` does not:
 
@@ -339,6 +339,13 @@ def main(argv=None) -> int:
         mounts[prefix] = Path(folder).resolve()
     if not a.no_build:
         build_wheel()
+        try:  # the JupyterLite site at /lite/ (needs jupyterlite-core, from scripts/requirements-dev.txt)
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import build_lite
+
+            build_lite.build()
+        except Exception as e:  # noqa: BLE001 - the chat page works without it
+            print(f"[serve] JupyterLite site not built ({type(e).__name__}: {e})", file=sys.stderr)
     if not (mounts["/pyodide/"] / "pyodide.js").exists():
         print(f"[serve] warning: no Pyodide dist at {mounts['/pyodide/']}: run scripts/setup.sh", file=sys.stderr)
     srv = Server((a.host, a.port), mounts, isolate=a.isolate, verbose=a.verbose)
