@@ -57,3 +57,28 @@ def test_quickstart_notebook_runs_in_jupyterlite(chrome, web_server, lite_site, 
     (artifacts / "quickstart-notebook-output.txt").write_text(text)
     assert "loaded from the" in text
     assert outputs and outputs[-1].startswith(" Paris"), text
+
+
+def test_readme_notebook_cell(chrome, lite_site):
+    """The README's notebook cell, run as written in the same JupyterLite session."""
+    from .test_readme_examples import readme_block
+
+    cell = readme_block("python", "## In a notebook")
+    chrome.run("""
+        const nb = jupyterapp.shell.currentWidget;
+        const model = nb.content.model;
+        model.sharedModel.insertCell(model.cells.length, {cell_type: "code", source: args[0]});
+        nb.content.activeCellIndex = model.cells.length - 1;
+        await jupyterapp.commands.execute("notebook:run-cell");
+    """, cell, timeout_s=60)
+    t0, last, text = time.monotonic(), None, ""
+    while time.monotonic() - t0 < 300:
+        text = chrome.driver.execute_script("""
+            const cells = jupyterapp.shell.currentWidget.content.widgets;
+            return [...cells[cells.length - 1].node.querySelectorAll('.jp-OutputArea-output')]
+              .map((e) => e.textContent).join("");""")
+        if "Paris" in text and text == last:
+            break
+        last = text
+        time.sleep(2)
+    assert text.lstrip().startswith("Paris") or " Paris" in text, text
