@@ -29,6 +29,7 @@ class Profile:
     matvec_lanes: int = 32          # invocations per row in matvec (1 for CPU adapters)
     matvec_workgroup: int = 256
     matmul: str = "tiled"              # prefill kernel: tiled (GPUs) | rowwise (CPU adapters)
+    matvec_x: str = "global"           # matvec reads x from global memory | shared (staged per workgroup)
     memory_budget_mb: int = 2048
     max_workgroup_size: int = 256
 
@@ -44,6 +45,8 @@ class Profile:
                 raise InvalidArgumentError(f"profile field {k} must be a positive integer, got {kw[k]!r}")
         if "matmul" in kw and kw["matmul"] not in ("tiled", "rowwise"):
             raise InvalidArgumentError(f"profile matmul must be 'tiled' or 'rowwise', got {kw['matmul']!r}")
+        if "matvec_x" in kw and kw["matvec_x"] not in ("global", "shared"):
+            raise InvalidArgumentError(f"profile matvec_x must be 'global' or 'shared', got {kw['matvec_x']!r}")
         if "backend" in kw and kw["backend"] not in ("webgpu", "numpy"):
             raise InvalidArgumentError(f"profile backend must be 'webgpu' or 'numpy', got {kw['backend']!r}")
         return replace(self, **kw)

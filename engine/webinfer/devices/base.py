@@ -277,8 +277,9 @@ class Device:
     def _create_pipeline(self, name: str, source: str, constants: dict) -> Pipeline:
         raise NotImplementedError
 
-    def bind_group(self, pipeline: Pipeline, bindings: Sequence[Binding], label: str = "") -> BindGroup:
-        """A bind group for group 0 of ``pipeline``: binding i is ``bindings[i]``."""
+    def bind_group(self, pipeline: Pipeline, bindings: Sequence[Binding] | dict[int, Binding],
+                   label: str = "") -> BindGroup:
+        """A bind group for group 0 of ``pipeline``: binding i is ``bindings[i]`` (a dict names the numbers)."""
         raise NotImplementedError
 
     def prepare(self, steps: Sequence[Step], label: str = "") -> Program:

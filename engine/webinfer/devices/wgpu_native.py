@@ -174,7 +174,8 @@ class WgpuNativeDevice(Device):
     def bind_group(self, pipeline: Pipeline, bindings, label: str = "") -> BindGroup:
         self.check_alive("create bind group")
         entries = []
-        for i, b in enumerate(bindings):
+        items = bindings.items() if isinstance(bindings, dict) else enumerate(bindings)
+        for i, b in items:
             if isinstance(b, Buffer):
                 entries.append({"binding": i, "resource": {"buffer": b.handle, "offset": 0, "size": b.size}})
             else:

@@ -22,14 +22,13 @@ log = logging.getLogger("webinfer")
 
 
 def _precompile(backend: WebGPUBackend, model) -> None:
-    """Build every pipeline the model will use now, so a shader the device rejects fails at load."""
+    """Build the pipelines the model will use now, so a shader the device rejects fails at load.
+
+    (The matvec variants depend on widths and fusions; the decode plan, built
+    when the session makes its cache, compiles them, still at load time.)"""
     fmts = {backend_weight.fmt for backend_weight in _matrices(model)}
     for fmt in sorted(fmts):
         f = fmt.lower()
-        mv = backend.matvec_defines
-        backend.pipeline(f"matvec_{f}", mv)
-        backend.pipeline(f"matvec_{f}", {"RESIDUAL": 1, **mv})
-        backend.pipeline(f"matvec_{f}", {"GATE_UP": 1, **mv})
         mm = {"ROWWISE": 1} if backend.matmul_rowwise else {}
         backend.pipeline(f"matmul_{f}", mm)
         backend.pipeline(f"matmul_{f}", {"RESIDUAL": 1, **mm})
@@ -79,7 +78,8 @@ def load_planned(gguf, progress=None, *, device=None, profile=None,
             device = open_device()
         profile = _resolve_profile(profile, device)
         backend = WebGPUBackend(device, attn_splits=profile.attn_splits, matvec_lanes=profile.matvec_lanes,
-                                 matvec_wg=profile.matvec_workgroup, matmul=profile.matmul)
+                                 matvec_wg=profile.matvec_workgroup, matmul=profile.matmul,
+                                 matvec_xshared=profile.matvec_x == "shared")
         model = load_model(gguf, backend, progress)
         # Q/K/V and gate/up stacked now, so decode runs them as one matvec each (planner.py)
         backend.stack_groups([[L.wq, L.wk, L.wv] for L in model.layers if L.bq is None]

@@ -72,7 +72,8 @@ class WebGPUBackend:
     name = "webgpu"
 
     def __init__(self, device=None, *, attn_splits: int | None = None, matvec_lanes: int = 32,
-                 matvec_wg: int = 256, matmul: str = "tiled"):
+                 matvec_wg: int = 256, matmul: str = "tiled", matvec_xshared: bool = False,
+                 fuse_norm: bool = True):
         if device is None:
             from ...devices import open_device
 
@@ -87,6 +88,8 @@ class WebGPUBackend:
         if matmul not in ("tiled", "rowwise"):
             raise InvalidArgumentError(f"matmul must be 'tiled' or 'rowwise', got {matmul!r}")
         self.matmul_rowwise = matmul == "rowwise"
+        self.matvec_xshared = matvec_xshared   # stage x in workgroup memory in every matvec
+        self.fuse_norm = fuse_norm             # fold a one-token rmsnorm into the matvecs that read it
         usage = BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC
         self.step_buffer = device.create_buffer(STEP_BYTES, usage, "step")
         self.ids_buffer = device.create_buffer(MAX_TOKENS * 4, usage, "ids")
@@ -104,7 +107,7 @@ class WebGPUBackend:
         key = (kernel, tuple(sorted((defines or {}).items())))
         p = self._pipes.get(key)
         if p is None:
-            label = kernel + "".join(f"+{k.lower()}" for k, _ in key[1])
+            label = kernel + "".join(f"+{k.lower()}" + ("" if v in (1, True) else f"={v}") for k, v in key[1])
             p = self._pipes[key] = self.device.pipeline(label, kernel_source(kernel, defines), None)
         return p
 

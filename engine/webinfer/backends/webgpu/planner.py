@@ -72,6 +72,7 @@ class Call:
     counts: tuple[int, int, int]
     writes: list[GTensor] = field(default_factory=list)
     label: str = ""
+    binding_ids: list[int] | None = None     # binding numbers when they are not 0, 1, 2, ...
 
 
 @dataclass(eq=False)
@@ -115,8 +116,45 @@ class Planner:
     def new(self, rows: int, cols: int, label: str) -> GTensor:
         return GTensor(rows, cols, storage=Storage(rows * cols * 4, label=label))
 
-    def emit(self, kernel: str, bindings: list, params, counts, writes, defines=None, label="") -> None:
-        self.calls.append(Call(kernel, dict(defines or {}), bindings, params, counts, list(writes), label))
+    def emit(self, kernel: str, bindings: list, params, counts, writes, defines=None, label="", binding_ids=None):
+        self.calls.append(Call(kernel, dict(defines or {}), bindings, params, counts, list(writes), label,
+                               binding_ids))
+
+    def _mv_input(self, x: GTensor, gate_up: bool = False):
+        """How a one-token matvec reads x: (tensor to bind, defines, norm weight or None, eps).
+
+        x staged in workgroup memory (XSHARED) when the profile asks for it or
+        when x is an rmsnorm output fused into the matvec (NORM), if K floats
+        fit in the device's workgroup memory next to the reduction arrays.
+        """
+        n = x.node
+        fused_norm = n is not None and n.op == "rmsnorm" and n.index in self.absorbed
+        if fused_norm:
+            return n.inputs[0], {"XSHARED": 1, "XVEC": x.cols // 4, "NORM": 1}, n.inputs[1], float(n.attrs["eps"])
+        if self.be.matvec_xshared and self._x_fits(x.cols, gate_up):
+            return x, {"XSHARED": 1, "XVEC": x.cols // 4}, None, 0.0
+        return x, {}, None, 0.0
+
+    def _x_fits(self, cols: int, gate_up: bool = True) -> bool:
+        wg = self.be.matvec_defines["WG"]
+        need = cols * 4 + wg * 4 * (2 if gate_up else 1)
+        return need <= int(self.be.device.limits.get("maxComputeWorkgroupStorageSize", 16384))
+
+    def _emit_matvec(self, fmt: str, wbuf, x: GTensor, out_tensors: list, params_fn, rows: int, defines: dict,
+                     label: str, residual: GTensor | None = None, gate_up: bool = False) -> None:
+        """A matvec dispatch; ``params_fn(x_off, eps)`` builds its parameter words."""
+        xin, xdef, g, eps = self._mv_input(x, gate_up)
+        binds = [wbuf, xin, out_tensors[0], None]
+        ids = [0, 1, 2, 3]
+        if residual is not None:
+            binds.append(residual)
+            ids.append(4)
+        if g is not None:
+            binds.append(g)
+            ids.append(5)
+        self.emit(kernel_name("matvec", fmt), binds, params_fn(xin.offset // 4, eps),
+                  fold(math.ceil(rows / self.be.matvec_rows)), out_tensors,
+                  {**defines, **xdef, **self.be.matvec_defines}, label, ids)
 
     # ------------------------------------------------------------------ fusion analysis
 
@@ -143,6 +181,12 @@ class Planner:
                 if q and k and self.sole_user(q.out, n) and self.sole_user(k.out, n):
                     n.attrs["fused"] = (q, k)
                     self.absorbed |= {q.index, k.index}
+        # rmsnorm of one token read only by bias-free one-token linears: folded into their matvecs (NORM)
+        for n in by_index:
+            if n.op == "rmsnorm" and n.out.rows == 1 and self.be.fuse_norm and self._x_fits(n.out.cols):
+                users = self.users.get(id(n.out), [])
+                if users and all(u.op == "linear" and u.inputs[2] is None for u in users):
+                    self.absorbed.add(n.index)
         # Q/K/V: linears of one token reading the same tensor, not fused otherwise
         groups: dict[int, list[Node]] = {}
         for n in by_index:
@@ -189,11 +233,13 @@ class Planner:
             if t == 1:
                 rows = part.rows
                 r_off = (residual.offset + part.row0) if residual is not None else 0
-                params = pack(w.wmat(part), (0, 0, 0, 0), (0, 0, 0, 0), (out.offset + part.row0, 0, 0, 0),
-                              (rows, rows, rows, 0), x.offset // 4, r_off, rows, 0)
-                self.emit(kernel_name("matvec", w.fmt), [part.buffer, x, out, None] + extra, params,
-                          fold(math.ceil(rows / self.be.matvec_rows)), [out], {**defines, **self.be.matvec_defines},
-                          label)
+                y_off = out.offset + part.row0
+
+                def params(x_off, eps, wm=w.wmat(part), rows=rows, r_off=r_off, y_off=y_off):
+                    return pack(wm, (0, 0, 0, 0), (0, 0, 0, 0), (y_off, 0, 0, 0), (rows, rows, rows, 0), x_off,
+                                r_off, rows, eps)
+
+                self._emit_matvec(w.fmt, part.buffer, x, [out], params, rows, defines, label, residual)
             else:
                 r_off = (residual.offset + part.row0) if residual is not None else 0
                 if residual is not None:
@@ -241,11 +287,13 @@ class Planner:
             segs.append((0, 0, 0, 0))
             y_off.append(0)
             row_end.append(total)
-        params = pack(*segs, (*y_off, 0), (*row_end, 0), x.offset // 4, 0, total, 0)
         outs = [node.out for node in nodes]
-        self.emit(kernel_name("matvec", mats[0].fmt), [mats[0].parts[0].buffer, x, outs[0], None], params,
-                  fold(math.ceil(total / self.be.matvec_rows)), outs, dict(self.be.matvec_defines),
-                  label="+".join(m.name for m in mats))
+
+        def params(x_off, eps):
+            return pack(*segs, (*y_off, 0), (*row_end, 0), x_off, 0, total, eps)
+
+        self._emit_matvec(mats[0].fmt, mats[0].parts[0].buffer, x, outs, params, total, {},
+                          "+".join(m.name for m in mats))
 
     def _add(self, a: GTensor, b, out: GTensor) -> None:
         """out = a + b; b is a GTensor of the same shape, or a bias vector (a Buffer) added to every row."""
@@ -273,11 +321,12 @@ class Planner:
             x = g.inputs[0]
             wg, wu = g.inputs[1], u.inputs[1]
             rows = wg.rows
-            params = pack(wg.wmat(wg.parts[0]), wu.wmat(wu.parts[0]), (0, 0, 0, 0), (out.offset, 0, 0, 0),
-                          (rows, rows, rows, 0), x.offset // 4, 0, rows, 0)
-            self.emit(kernel_name("matvec", wg.fmt), [wg.parts[0].buffer, x, out, None], params,
-                      fold(math.ceil(rows / self.be.matvec_rows)), [out], {"GATE_UP": 1, **self.be.matvec_defines},
-                      f"{wg.name}+{wu.name}")
+            def params(x_off, eps):
+                return pack(wg.wmat(wg.parts[0]), wu.wmat(wu.parts[0]), (0, 0, 0, 0), (out.offset, 0, 0, 0),
+                            (rows, rows, rows, 0), x_off, 0, rows, eps)
+
+            self._emit_matvec(wg.fmt, wg.parts[0].buffer, x, [out], params, rows, {"GATE_UP": 1},
+                              f"{wg.name}+{wu.name}", gate_up=True)
             return
         g, u = n.inputs
         params = pack(out.cols, out.rows, g.offset, g.stride, u.offset, u.stride, out.offset, out.stride)
@@ -387,7 +436,7 @@ class Planner:
                 blob[w0 : w0 + c.params.size] = c.params
                 slot += 1
             pipe = be.pipeline(c.kernel, c.defines)
-            bg = dev.bind_group(pipe, binds, label=c.label)
+            bg = dev.bind_group(pipe, dict(zip(c.binding_ids, binds)) if c.binding_ids else binds, label=c.label)
             steps.append(Dispatch(pipe, bg, c.counts, c.label))
             # storages whose last use was this call go back to the pool
             for sid, s in list(live.items()):
