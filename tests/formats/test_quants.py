@@ -21,7 +21,7 @@ gguf = pytest.importorskip("gguf")
 
 QUANTIZED = [
     GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
-    GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
+    GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.IQ4_NL,
 ]  # fmt: skip
 FLOATS = [GGMLType.F32, GGMLType.F16, GGMLType.BF16]
 
@@ -29,6 +29,7 @@ FLOATS = [GGMLType.F32, GGMLType.F16, GGMLType.BF16]
 # block_* structs.  Random bytes there could be NaN/inf, so they are patched.
 F16_FIELDS = {
     GGMLType.Q4_0: (0,),
+    GGMLType.IQ4_NL: (0,),
     GGMLType.Q4_1: (0, 2),
     GGMLType.Q5_0: (0,),
     GGMLType.Q5_1: (0, 2),

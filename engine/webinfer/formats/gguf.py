@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -36,6 +36,7 @@ from ..errors import (
     TensorDataOutOfBoundsError,
 )
 from .ggml_types import BLOCK_LAYOUTS, GGMLType, type_name
+from .packing import packed_entries, unpacked_shape
 from .source import ByteSource, BytesSource, FileSource
 
 GGUF_MAGIC = b"GGUF"
@@ -89,6 +90,9 @@ class TensorInfo:
     ggml_type: GGMLType
     offset: int
     nbytes: int
+    # > 1: the blocks run across rows, ``packed_rows`` rows per row stored in
+    # the file (a 256-wide type on 576-wide rows); see formats/packing.py.
+    packed_rows: int = 1
 
     @property
     def n_elements(self) -> int:
@@ -276,6 +280,9 @@ class GGUFFile:
         self.tensors: dict[str, TensorInfo] = {}
         for name, dims, ttype, offset in raw_infos:
             self.tensors[name] = self._check_tensor(name, dims, ttype, offset)
+        for name, k in packed_entries(self.metadata).items():  # webinfer's packed rows
+            t = self.info(name)
+            self.tensors[name] = replace(t, shape=unpacked_shape(name, t.shape, k), packed_rows=k)
 
     # ------------------------------------------------------------------ build
 
@@ -356,7 +363,7 @@ class GGUFFile:
         from .quants import dequantize
 
         t = self.info(name)
-        return dequantize(self.raw(name), t.ggml_type, t.shape, name=name)
+        return dequantize(self.raw(name), t.ggml_type, t.shape, name=name, packed_rows=t.packed_rows)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)

@@ -164,6 +164,17 @@ def _dq_q8_0(blocks: np.ndarray, out: np.ndarray) -> None:
     np.multiply(blocks[:, 2:34].view(np.int8), d, out=out)
 
 
+# IQ4_NL (18 bytes) | d: f16 | qs: 16 bytes of indices into KVALUES_IQ4NL, low nibbles = elems 0..15,
+#   high = 16..31
+# x = d * KVALUES_IQ4NL[q]   (a non-uniform 4-bit grid, denser near zero)
+KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
+
+
+def _dq_iq4_nl(blocks: np.ndarray, out: np.ndarray) -> None:
+    d = _f16(blocks, 0)
+    np.multiply(KVALUES_IQ4NL[_nibbles(blocks[:, 2:18])], d, out=out)
+
+
 # ----------------------------------------------- 256-element K-quant types
 #
 # A K-quant block (a "super-block") holds 256 elements in sub-blocks of 16 or
@@ -276,6 +287,7 @@ _DEQUANTIZERS: dict[GGMLType, Callable[[np.ndarray, np.ndarray], None]] = {
     GGMLType.Q5_0: _dq_q5_0,
     GGMLType.Q5_1: _dq_q5_1,
     GGMLType.Q8_0: _dq_q8_0,
+    GGMLType.IQ4_NL: _dq_iq4_nl,
     GGMLType.Q2_K: _dq_q2_k,
     GGMLType.Q3_K: _dq_q3_k,
     GGMLType.Q4_K: _dq_q4_k,
@@ -342,7 +354,7 @@ def _dequantize_blocks(blocks: np.ndarray, t: GGMLType) -> np.ndarray:
 
 
 def dequantize(
-    raw: np.ndarray, ggml_type: GGMLType, shape: tuple[int, ...], *, name: str = "<tensor>"
+    raw: np.ndarray, ggml_type: GGMLType, shape: tuple[int, ...], *, name: str = "<tensor>", packed_rows: int = 1
 ) -> np.ndarray:
     """Dequantize a whole tensor.
 
@@ -350,7 +362,9 @@ def dequantize(
     C order); ``shape`` is in numpy order, so its last dimension is ggml's
     ``ne[0]`` and must be a multiple of the type's block size.  Returns a new
     float32 array of ``shape`` (never a view of ``raw``).  ``name`` is only
-    used in error messages.
+    used in error messages.  ``packed_rows`` > 1 (``TensorInfo.packed_rows``)
+    means the blocks run across rows, that many rows per stored row
+    (formats/packing.py); ``shape`` is still the true shape.
 
     Raises UnsupportedTensorTypeError for a type not in SUPPORTED_TYPES and
     GGUFError when ``raw`` has the wrong number of bytes for ``shape``.
@@ -358,6 +372,11 @@ def dequantize(
     t = _supported(ggml_type, name)
     raw = _as_bytes(raw, "raw")
     shape = tuple(int(s) for s in shape)
+    if packed_rows != 1:
+        if len(shape) < 2 or shape[-2] % packed_rows:
+            raise GGUFError(f"tensor {name!r}: shape {shape} cannot be packed {packed_rows} rows at a time")
+        stored = (*shape[:-2], shape[-2] // packed_rows, shape[-1] * packed_rows)
+        return dequantize(raw, t, stored, name=name).reshape(shape)
     if any(s < 0 for s in shape):
         raise GGUFError(f"tensor {name!r}: negative dimension in shape {shape}")
     layout = BLOCK_LAYOUTS[t]
