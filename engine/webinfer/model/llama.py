@@ -96,9 +96,12 @@ class LlamaModel:
 
     # ------------------------------------------------------------------ state
 
-    def new_cache(self, n_ctx: int) -> tuple[KVCache, Any]:
-        """A KV cache of n_ctx positions and the rotary tables for them."""
-        return (self.backend.new_kv_cache(self.args, n_ctx),
+    def new_cache(self, n_ctx: int, **cache_options: Any) -> tuple[KVCache, Any]:
+        """A KV cache of n_ctx positions and the rotary tables for them.
+
+        ``cache_options`` (e.g. ``kv_dtype="int8"``) go to the backend's ``new_kv_cache``.
+        """
+        return (self.backend.new_kv_cache(self.args, n_ctx, **cache_options),
                 self.backend.rope_tables(self.args, n_ctx, self.freq_factors))
 
     # ------------------------------------------------------------------ forward

@@ -48,8 +48,12 @@ def window_nll(logits: np.ndarray, window: Sequence[int]) -> np.ndarray:
 
 
 def perplexity(model, token_ids: Sequence[int], *, ctx: int = 512, n_tokens: int | None = 8192,
-               progress: Callable[[int, int, float], None] | None = None) -> PerplexityResult:
-    """Perplexity of ``model`` on ``token_ids`` under the protocol in this module's docstring."""
+               progress: Callable[[int, int, float], None] | None = None,
+               kv_dtype: str | None = None) -> PerplexityResult:
+    """Perplexity of ``model`` on ``token_ids`` under the protocol in this module's docstring.
+
+    ``kv_dtype`` stores the KV cache compressed (see backends/numpy_backend.py).
+    """
     if ctx < 2:
         raise InvalidArgumentError(f"ctx must be at least 2, got {ctx}")
     total = len(token_ids)
@@ -59,7 +63,7 @@ def perplexity(model, token_ids: Sequence[int], *, ctx: int = 512, n_tokens: int
         raise InvalidArgumentError(f"the text has {len(toks)} tokens, fewer than one window of {ctx}")
     t0 = time.perf_counter()
     nll_sum, count, per_window = 0.0, 0, []
-    session = Session(model, ctx, n_batch=ctx)
+    session = Session(model, ctx, n_batch=ctx, kv_dtype=kv_dtype)
     for w in range(n_windows):
         window = toks[w * ctx : (w + 1) * ctx]
         session.reset()

@@ -38,7 +38,8 @@ class Engine:
     """A loaded model with its tokenizer and one session (KV cache)."""
 
     def __init__(self, gguf: GGUFFile, *, backend: str = "numpy", n_ctx: int | None = None,
-                 progress: ProgressFn | None = None, profile: str | dict | None = None):
+                 progress: ProgressFn | None = None, profile: str | dict | None = None,
+                 kv_dtype: str | None = None):
         if backend not in BACKENDS:
             raise InvalidArgumentError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.gguf = gguf
@@ -67,7 +68,7 @@ class Engine:
         self.load_s = time.perf_counter() - t0
         self.args = self.model.args
         n_ctx = n_ctx or min(DEFAULT_N_CTX, self.args.context_length)
-        self.session = Session(self.model, n_ctx)
+        self.session = Session(self.model, n_ctx, kv_dtype=kv_dtype)  # kv_dtype: f32 | f16 | int8 | int4 (numpy)
         if hasattr(self.model, "stop_ids"):  # the GPU sampler marks what follows a stop token
             self.model.stop_ids = list(self.tokenizer.eog_ids)
         template = gguf.metadata.get("tokenizer.chat_template")

@@ -19,7 +19,7 @@ DEFAULT_N_BATCH = 256  # prefill chunk: bounds the [heads, T, n] attention score
 
 
 class Session:
-    def __init__(self, model, n_ctx: int, *, n_batch: int = DEFAULT_N_BATCH):
+    def __init__(self, model, n_ctx: int, *, n_batch: int = DEFAULT_N_BATCH, kv_dtype: str | None = None):
         if n_ctx < 2:
             raise InvalidArgumentError(f"n_ctx must be at least 2, got {n_ctx}")
         if n_ctx > model.args.context_length:
@@ -29,7 +29,15 @@ class Session:
         self.model = model
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        self.cache, self.rope = model.new_cache(n_ctx)
+        # kv_dtype: "f32" (default), "f16", "int8", "int4" on the numpy backend (backends/numpy_backend.py)
+        if kv_dtype is None:
+            self.cache, self.rope = model.new_cache(n_ctx)
+        else:
+            try:
+                self.cache, self.rope = model.new_cache(n_ctx, kv_dtype=kv_dtype)
+            except TypeError:
+                raise InvalidArgumentError(
+                    f"the {model.backend.name} backend has no kv_dtype option; leave it unset") from None
         self.tokens: list[int] = []   # what the cache holds, position by position
         self.reused = 0               # prompt tokens the last prefill found already cached
 
