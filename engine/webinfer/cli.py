@@ -51,6 +51,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, help="webgpu run profile (default: chosen from the device; "
                    "see `webinfer doctor`)")
     p.add_argument("--n-ctx", type=int, default=None, help="context length in tokens (default: 2048)")
+    p.add_argument("--kv-dtype", default=None, choices=["f32", "f16", "int8", "int4"],
+                   help="KV cache storage on the numpy backend (default f32; int8 fits ~3.9x the context)")
     p.add_argument("--progress", action="store_true", help="show the load progress bar even when not a TTY")
 
 
@@ -75,7 +77,8 @@ def _sampling(ns) -> dict:
 def _load(ns):
     from .runtime.engine import Engine
 
-    engine = Engine.load(ns.model, backend=ns.backend, n_ctx=ns.n_ctx, progress=ProgressBar(), profile=ns.profile)
+    engine = Engine.load(ns.model, backend=ns.backend, n_ctx=ns.n_ctx, progress=ProgressBar(), profile=ns.profile,
+                         kv_dtype=ns.kv_dtype)
     if ns.backend != "numpy":
         print(f"webinfer: backend {engine.backend_name}", file=sys.stderr)
     return engine
@@ -200,12 +203,12 @@ def cmd_perplexity(ns) -> int:
     g = GGUFFile.open(resolve_model(ns.model))
     tok = Tokenizer.from_gguf_metadata(g.metadata)
     ids = tok.encode(text, add_special=False, parse_special=False)
-    model = load_model(g, BACKENDS[ns.backend](), ProgressBar())
+    model = load_model(g, BACKENDS[ns.backend](), _tensor_progress(ProgressBar()))
 
     def show(done: int, total: int, ppl: float) -> None:
         print(f"\rwindow {done}/{total}  running PPL {ppl:.4f}", end="", file=sys.stderr, flush=True)
 
-    r = perplexity(model, ids, ctx=ns.ctx, n_tokens=ns.n_tokens or None, progress=show)
+    r = perplexity(model, ids, ctx=ns.ctx, n_tokens=ns.n_tokens or None, progress=show, kv_dtype=ns.kv_dtype)
     print(file=sys.stderr)
     if ns.json:
         print(json.dumps({"model": str(ns.model), "text": ns.text, **r.as_dict()}))
@@ -241,6 +244,69 @@ def cmd_doctor(ns) -> int:
     if selftest is not None:
         print("\n" + selftest[1])
         return 0 if selftest[0] else 1
+    return 0
+
+
+def _tensor_progress(bar: ProgressBar):
+    """Adapt a ProgressBar to load_model's per-tensor callback."""
+    def on_tensor(done: int, total: int, n_done: int, n_total: int, name: str) -> None:
+        bar({"loaded": done, "total": total, "tensors": n_done, "n_tensors": n_total,
+             "progress": done / total if total else 1.0})
+    return on_tensor
+
+
+def _read_text(path: str) -> str:
+    try:
+        raw = open(path, "rb").read()
+    except OSError as e:
+        raise WebinferError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WebinferError(f"{path} is not UTF-8 text (bad byte at {e.start})") from None
+
+
+def cmd_quantize(ns) -> int:
+    from .models import resolve_model
+    from .quant.imatrix import Imatrix
+    from .quant.pipeline import quantize_model
+
+    imatrix = Imatrix.load(ns.imatrix) if ns.imatrix else None
+    show = sys.stderr.isatty() or "--progress" in sys.argv
+
+    def progress(i: int, n: int, name: str) -> None:
+        if show:
+            print(f"\r[{i + 1}/{n}] {name:<40}", end="", file=sys.stderr, flush=True)
+
+    r = quantize_model(resolve_model(ns.input), ns.output, ns.type, imatrix=imatrix, method=ns.method,
+                       pack=not ns.no_pack, progress=progress)
+    if show:
+        print(file=sys.stderr)
+    types = ", ".join(f"{n} {t}" for t, n in r.type_counts().items())
+    print(f"{ns.output}: {r.recipe} ({r.method}), {r.file_bytes / 1e6:.1f} MB, {r.bpw:.3f} bits per weight; "
+          f"tensors: {types}; {len(r.packed)} with packed rows; {r.seconds:.1f} s")
+    return 0
+
+
+def cmd_imatrix(ns) -> int:
+    from .formats.gguf import GGUFFile
+    from .models import resolve_model
+    from .quant.imatrix import collect_imatrix
+    from .tokenizer import Tokenizer
+
+    text = _read_text(ns.text)
+    with GGUFFile.open(resolve_model(ns.model)) as g:
+        ids = Tokenizer.from_gguf_metadata(g.metadata).encode(text, add_special=False, parse_special=False)
+
+        def show(i: int, n: int, s: float) -> None:
+            print(f"\rwindow {i}/{n}  {s:.0f} s", end="", file=sys.stderr, flush=True)
+
+        m = collect_imatrix(g, ids, ctx=ns.ctx, n_chunks=ns.chunks or None, with_cov=ns.cov,
+                            dataset=ns.text.replace("\\", "/").rsplit("/", 1)[-1], progress=show)
+    print(file=sys.stderr)
+    m.save(ns.output)
+    print(f"{ns.output}: {len(m.sum2)} matrices, {m.chunk_count} windows of {m.chunk_size} tokens"
+          + (f", {len(m.cov)} covariances" if m.cov else ""))
     return 0
 
 
@@ -287,7 +353,37 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--n-tokens", type=int, default=8192, help="use the first N tokens (default 8192; 0 = all)")
     pp.add_argument("--backend", default="numpy", choices=["numpy"])
     pp.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    pp.add_argument("--kv-dtype", default=None, choices=["f32", "f16", "int8", "int4"],
+                    help="KV cache storage (default f32)")
     pp.set_defaults(func=cmd_perplexity)
+
+    q = sub.add_parser("quantize", help="requantize a GGUF model (types, mixes, importance matrix, GPTQ)",
+                       description="Write OUT: the model of IN with its matrices quantized to TYPE (a ggml type such "
+                                   "as Q4_K, or a recipe such as Q4_K_M or W4; CATEGORY=TYPE overrides may follow, "
+                                   "e.g. 'Q4_K,token_embd=Q6_K').  See docs/quantization.md.")
+    q.add_argument("input", help="source GGUF file or known model name")
+    q.add_argument("output", help="GGUF file to write")
+    q.add_argument("--type", "-t", required=True, help="type or recipe")
+    q.add_argument("--imatrix", default=None, help="importance matrix from `webinfer imatrix`")
+    q.add_argument("--method", default=None, choices=["rtn", "imatrix", "gptq"],
+                   help="rtn (round to nearest), imatrix (weighted scale search), gptq (error feedback; "
+                        "needs an imatrix collected with --cov). Default: imatrix with --imatrix, else rtn")
+    q.add_argument("--no-pack", action="store_true",
+                   help="never pack rows (keeps the file loadable by llama.cpp; 256-wide types then need "
+                        "rows that are multiples of 256)")
+    q.set_defaults(func=cmd_quantize)
+
+    im = sub.add_parser("imatrix", help="collect an importance matrix on calibration text",
+                        description="Run MODEL over TEXT in windows of --ctx tokens and store the mean squared "
+                                    "input of every matrix (llama.cpp's GGUF imatrix format).")
+    im.add_argument("model", help="GGUF file or known model name")
+    im.add_argument("text", help="UTF-8 calibration text (never the evaluation text)")
+    im.add_argument("-o", "--output", required=True, help="imatrix file to write (.gguf)")
+    im.add_argument("--ctx", type=int, default=512, help="window length in tokens (default 512)")
+    im.add_argument("--chunks", type=int, default=32, help="windows to run at most (default 32; 0 = all)")
+    im.add_argument("--cov", action="store_true", help="also store full input covariances (for --method gptq; "
+                                                       "about 400 MB for the default model)")
+    im.set_defaults(func=cmd_imatrix)
 
     from .bench.cli import add_parser as add_bench_parser  # webinfer bench: engine/webinfer/bench/cli.py
 
