@@ -8,7 +8,9 @@
 // XSHARED (with XVEC = K / 4): x is staged in workgroup memory first (read
 // once from the storage buffer XIN per workgroup), and with NORM it is
 // RMS-normalised on the way in, x * (1 / sqrt(mean(x^2) + eps)) * G, so the
-// norm that precedes every projection costs no dispatch of its own.
+// norm that precedes every projection costs no dispatch of its own;
+// TWO_ROWS: each lane group computes two adjacent rows (every segment has an
+// even number of rows); ROPE (with TWO_ROWS, segments Q, K, V): see rope_store.
 // Workgroup: WG = ROWS rows x LANES lanes; a lane takes every LANES-th chunk
 // of 32 weights, then the lanes of a row reduce in workgroup memory.  LANES = 1
 // (one invocation per row, no barrier) suits CPU adapters such as lavapipe,
@@ -44,11 +46,53 @@ var<workgroup> X: array<vec4<f32>, XVEC>;
 
 const WG: u32 = 256u;
 const LANES: u32 = 32u;
-const ROWS: u32 = WG / LANES;
+const ROWS: u32 = WG / LANES;      // lane groups per workgroup
+#ifdef TWO_ROWS
+const RPT: u32 = 2u;               // rows per lane group: twice the loads in flight, x read once for both
+#else
+const RPT: u32 = 1u;
+#endif
 
 var<workgroup> part: array<f32, WG>;
+var<workgroup> part1: array<f32, WG>;
 #ifdef GATE_UP
 var<workgroup> part_up: array<f32, WG>;
+var<workgroup> part_up1: array<f32, WG>;
+#endif
+
+#ifdef ROPE
+// Q/K/V of one token with RoPE ("norm" style: pairs 2i, 2i+1) and the KV-cache
+// write in the epilogue: with TWO_ROWS a lane group owns both rows of a pair.
+// Segment 0 (Q) is rotated into Y; segment 1 (K) rotated into the cache KC,
+// segment 2 (V) copied into VC, both at position STEP.pos0.
+#include "_step.wgsl"
+struct RopeParams { hd: u32, n_rot: u32, cap: u32, sin_off: u32 }
+@group(0) @binding(6) var<storage, read> STEP: Step;
+@group(0) @binding(7) var<storage, read> TAB: array<f32>;
+@group(0) @binding(8) var<storage, read_write> KC: array<f32>;
+@group(0) @binding(9) var<storage, read_write> VC: array<f32>;
+@group(0) @binding(10) var<uniform> RP: RopeParams;
+
+fn rope_store(seg: u32, r: u32, y0: f32, y1: f32) {
+    let pos = STEP.pos0;
+    let d = r % RP.hd;             // even: rows come in pairs
+    var a = y0;
+    var b = y1;
+    if (seg < 2u && d < RP.n_rot) {
+        let half = RP.n_rot / 2u;
+        let c = TAB[pos * half + d / 2u];
+        let s = TAB[RP.sin_off + pos * half + d / 2u];
+        a = y0 * c - y1 * s;
+        b = y0 * s + y1 * c;
+    }
+    if (seg == 0u) {
+        Y[P.y_off.x + r] = a;
+        Y[P.y_off.x + r + 1u] = b;
+    } else {
+        let o = ((r / RP.hd) * RP.cap + pos) * RP.hd + d;
+        if (seg == 1u) { KC[o] = a; KC[o + 1u] = b; } else { VC[o] = a; VC[o + 1u] = b; }
+    }
+}
 #endif
 
 fn silu_mul(g: f32, u: f32) -> f32 {
@@ -95,12 +139,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #else
     let xo = P.x_off;
 #endif
-    let row = (wid.x + wid.y * nwg.x) * ROWS + li / LANES;
     let lane = li % LANES;
+    let row = ((wid.x + wid.y * nwg.x) * ROWS + li / LANES) * RPT;   // and row + 1 with TWO_ROWS
     var acc = 0.0;
-#ifdef GATE_UP
+    var acc1 = 0.0;
     var acc_up = 0.0;
-#endif
+    var acc_up1 = 0.0;
     var seg = 0u;
     var r = row;
     if (row < P.total_rows) {
@@ -108,40 +152,63 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (row >= P.row_end.y) { seg = 2u; r = row - P.row_end.y; }
         let m = P.seg[seg];
         for (var c = lane; c < m.chunks; c += LANES) {
-            acc += chunk_dot(m, m.row0 + r, c, xo + c * 8u);
+            let xv = xo + c * 8u;
+            acc += chunk_dot(m, m.row0 + r, c, xv);
+#ifdef TWO_ROWS
+            acc1 += chunk_dot(m, m.row0 + r + 1u, c, xv);
+#endif
 #ifdef GATE_UP
-            acc_up += chunk_dot(P.seg[1], P.seg[1].row0 + r, c, xo + c * 8u);
+            acc_up += chunk_dot(P.seg[1], P.seg[1].row0 + r, c, xv);
+#ifdef TWO_ROWS
+            acc_up1 += chunk_dot(P.seg[1], P.seg[1].row0 + r + 1u, c, xv);
+#endif
 #endif
         }
     }
     if (LANES > 1u) {
         part[li] = acc;
+        part1[li] = acc1;
 #ifdef GATE_UP
         part_up[li] = acc_up;
+        part_up1[li] = acc_up1;
 #endif
         workgroupBarrier();
         for (var off = LANES / 2u; off > 0u; off >>= 1u) {
             if (lane < off) {
                 part[li] += part[li + off];
+                part1[li] += part1[li + off];
 #ifdef GATE_UP
                 part_up[li] += part_up[li + off];
+                part_up1[li] += part_up1[li + off];
 #endif
             }
             workgroupBarrier();
         }
         acc = part[li];
+        acc1 = part1[li];
 #ifdef GATE_UP
         acc_up = part_up[li];
+        acc_up1 = part_up1[li];
 #endif
     }
     if (lane == 0u && row < P.total_rows) {
         var y = acc;
+        var y1 = acc1;
 #ifdef GATE_UP
         y = silu_mul(y, acc_up);
+        y1 = silu_mul(y1, acc_up1);
 #endif
 #ifdef RESIDUAL
         y = R[P.r_off + r] + y;
+        y1 = R[P.r_off + r + 1u] + y1;
 #endif
+#ifdef ROPE
+        rope_store(seg, r, y, y1);
+#else
         Y[P.y_off[seg] + r] = y;
+#ifdef TWO_ROWS
+        Y[P.y_off[seg] + r + 1u] = y1;
+#endif
+#endif
     }
 }

@@ -73,6 +73,7 @@ class Call:
     writes: list[GTensor] = field(default_factory=list)
     label: str = ""
     binding_ids: list[int] | None = None     # binding numbers when they are not 0, 1, 2, ...
+    extra_params: np.ndarray | None = None   # a second uniform (the second None in bindings)
 
 
 @dataclass(eq=False)
@@ -140,9 +141,14 @@ class Planner:
         need = cols * 4 + wg * 4 * (2 if gate_up else 1)
         return need <= int(self.be.device.limits.get("maxComputeWorkgroupStorageSize", 16384))
 
-    def _emit_matvec(self, fmt: str, wbuf, x: GTensor, out_tensors: list, params_fn, rows: int, defines: dict,
-                     label: str, residual: GTensor | None = None, gate_up: bool = False) -> None:
-        """A matvec dispatch; ``params_fn(x_off, eps)`` builds its parameter words."""
+    def _emit_matvec(self, fmt: str, wbuf, x: GTensor, out_tensors: list, params_fn, seg_rows: list[int],
+                     defines: dict, label: str, residual: GTensor | None = None, gate_up: bool = False,
+                     rope: tuple | None = None) -> None:
+        """A matvec dispatch; ``params_fn(x_off, eps)`` builds its parameter words.
+
+        ``seg_rows``: rows of each segment (TWO_ROWS needs them all even);
+        ``rope``: (rope tables, cache, layer) for the Q/K/V epilogue (ROPE).
+        """
         xin, xdef, g, eps = self._mv_input(x, gate_up)
         binds = [wbuf, xin, out_tensors[0], None]
         ids = [0, 1, 2, 3]
@@ -152,9 +158,25 @@ class Planner:
         if g is not None:
             binds.append(g)
             ids.append(5)
+        defines = {**defines, **xdef, **self.be.matvec_defines}
+        two = self.be.matvec_two_rows and all(r % 2 == 0 for r in seg_rows)
+        if two:
+            defines["TWO_ROWS"] = 1
+        if rope is not None:
+            assert two
+            tables, cache, layer = rope
+            hd = self._head_dim
+            binds += [self.be.step_buffer, tables.table, cache.k[layer], cache.v[layer], None]
+            ids += [6, 7, 8, 9, 10]
+            defines["ROPE"] = 1
+            extra = pack(hd, tables.n_rot, cache.capacity, tables.sin_off)
+        else:
+            extra = None
+        per_wg = self.be.matvec_rows * (2 if two else 1)
         self.emit(kernel_name("matvec", fmt), binds, params_fn(xin.offset // 4, eps),
-                  fold(math.ceil(rows / self.be.matvec_rows)), out_tensors,
-                  {**defines, **xdef, **self.be.matvec_defines}, label, ids)
+                  fold(math.ceil(sum(seg_rows) / per_wg)), out_tensors, defines, label, ids)
+        if extra is not None:
+            self.calls[-1].extra_params = extra
 
     # ------------------------------------------------------------------ fusion analysis
 
@@ -197,8 +219,31 @@ class Planner:
                 nodes[0].attrs["multi"] = nodes
                 for n in nodes[1:]:
                     n.attrs["multi_member"] = True
+        # RoPE + KV store in the Q/K/V matvec's epilogue: one token, "norm" rotation, the three
+        # projections stacked in the order q, k, v, and read only by their rope nodes / the attention
+        for n in by_index:
+            fused = n.attrs.get("fused") if n.op == "attention" else None
+            if fused is None or n.out.rows != 1 or not self.be.matvec_two_rows:
+                continue
+            (qn, kn), v = fused, n.inputs[2]
+            lin = [x.node for x in (qn.inputs[0], kn.inputs[0], v)]
+            if any(x is None or x.op != "linear" for x in lin) or lin[0].attrs.get("multi") != lin:
+                continue
+            if qn.inputs[1].style_id != 0 or not self.sole_user(v, n):
+                continue
+            if any(m.inputs[1].rows % 2 for m in lin) or self._head_dim % 2:
+                continue
+            lin[0].attrs["rope_into"] = n
+            n.attrs["rope_done"] = True
 
     # ------------------------------------------------------------------ ops
+
+    @property
+    def _head_dim(self) -> int:
+        for n in self.g.nodes:
+            if n.op == "attention":
+                return n.attrs["args"].head_dim
+        return 0
 
     def run(self) -> Plan:
         self.analyse()
@@ -239,7 +284,7 @@ class Planner:
                     return pack(wm, (0, 0, 0, 0), (0, 0, 0, 0), (y_off, 0, 0, 0), (rows, rows, rows, 0), x_off,
                                 r_off, rows, eps)
 
-                self._emit_matvec(w.fmt, part.buffer, x, [out], params, rows, defines, label, residual)
+                self._emit_matvec(w.fmt, part.buffer, x, [out], params, [rows], defines, label, residual)
             else:
                 r_off = (residual.offset + part.row0) if residual is not None else 0
                 if residual is not None:
@@ -292,8 +337,12 @@ class Planner:
         def params(x_off, eps):
             return pack(*segs, (*y_off, 0), (*row_end, 0), x_off, 0, total, eps)
 
-        self._emit_matvec(mats[0].fmt, mats[0].parts[0].buffer, x, outs, params, total, {},
-                          "+".join(m.name for m in mats))
+        att = nodes[0].attrs.get("rope_into")
+        rope = None
+        if att is not None:   # RoPE and the KV-cache write in the epilogue (see analyse)
+            rope = (att.attrs["fused"][0].inputs[1], att.inputs[3], att.inputs[4])
+        self._emit_matvec(mats[0].fmt, mats[0].parts[0].buffer, x, outs, params, [m.rows for m in mats], {},
+                          "+".join(m.name for m in mats), rope=rope)
 
     def _add(self, a: GTensor, b, out: GTensor) -> None:
         """out = a + b; b is a GTensor of the same shape, or a bias vector (a Buffer) added to every row."""
@@ -325,7 +374,7 @@ class Planner:
                 return pack(wg.wmat(wg.parts[0]), wu.wmat(wu.parts[0]), (0, 0, 0, 0), (out.offset, 0, 0, 0),
                             (rows, rows, rows, 0), x_off, 0, rows, eps)
 
-            self._emit_matvec(wg.fmt, wg.parts[0].buffer, x, [out], params, rows, {"GATE_UP": 1},
+            self._emit_matvec(wg.fmt, wg.parts[0].buffer, x, [out], params, [rows], {"GATE_UP": 1},
                               f"{wg.name}+{wu.name}", gate_up=True)
             return
         g, u = n.inputs
@@ -352,7 +401,9 @@ class Planner:
         hd, h, hkv = a.head_dim, a.n_heads, a.n_kv_heads
         fused = n.attrs.get("fused")
         kc, vc = cache.k[layer], cache.v[layer]
-        if fused is not None:
+        if n.attrs.get("rope_done"):
+            q = fused[0].inputs[0]           # rotated in place by the Q/K/V matvec; K, V already cached
+        elif fused is not None:
             qn, kn = fused
             rope = qn.inputs[1]
             qsrc, ksrc = qn.inputs[0], kn.inputs[0]
@@ -400,7 +451,7 @@ class Planner:
         out_storage = self.g.output.storage
         last[id(out_storage)] = len(self.calls)   # the output lives to the end
         # parameters: one uniform buffer, a 256-byte slot per call
-        n_param = sum(c.params is not None for c in self.calls)
+        n_param = sum((c.params is not None) + (c.extra_params is not None) for c in self.calls)
         uni = dev.create_buffer(max(1, n_param) * BINDING_OFFSET_ALIGN, BufferUsage.UNIFORM | BufferUsage.COPY_DST,
                                 f"{self.label} params")
         blob = np.zeros(max(1, n_param) * BINDING_OFFSET_ALIGN // 4, np.uint32)
@@ -422,19 +473,20 @@ class Planner:
                         owned.append(s.buffer)
                     live[id(s)] = s
             binds = []
+            uniforms = [u for u in (c.params, c.extra_params) if u is not None]
             for b in c.bindings:
                 if b is None:
-                    binds.append((uni, slot * BINDING_OFFSET_ALIGN, c.params.size * 4))
+                    words = uniforms.pop(0)
+                    w0 = slot * BINDING_OFFSET_ALIGN // 4
+                    blob[w0 : w0 + words.size] = words
+                    binds.append((uni, slot * BINDING_OFFSET_ALIGN, words.size * 4))
+                    slot += 1
                 elif isinstance(b, GTensor):
                     if b.storage.buffer is None:
                         raise AssertionError(f"{c.label}: input {b.storage.label} was never written")
                     binds.append(b.storage.buffer)
                 else:
                     binds.append(b)
-            if c.params is not None:
-                w0 = slot * BINDING_OFFSET_ALIGN // 4
-                blob[w0 : w0 + c.params.size] = c.params
-                slot += 1
             pipe = be.pipeline(c.kernel, c.defines)
             bg = dev.bind_group(pipe, dict(zip(c.binding_ids, binds)) if c.binding_ids else binds, label=c.label)
             steps.append(Dispatch(pipe, bg, c.counts, c.label))
