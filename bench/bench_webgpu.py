@@ -97,6 +97,20 @@ class Bench:
         self.sync = self.dev.create_buffer(4, BufferUsage.STORAGE | BufferUsage.COPY_SRC, "sync")
         self.out: dict = {"adapter": self.report.adapter, "features": self.report.features,
                           "limits": self.report.limits, "profile": self.profile.as_dict()}
+        self.warm_up()
+
+    def warm_up(self, seconds: float = 0.5) -> None:
+        """Keep the GPU busy for a while first: an idle GPU runs at low clocks and ramps up under load."""
+        dev = self.dev
+        n = 16 << 20
+        a, b = dev.create_buffer(n), dev.create_buffer(n)
+        pipe = dev.pipeline("bench copy", COPY)
+        prog = dev.prepare([Dispatch(pipe, dev.bind_group(pipe, [a, b]), fold(n // 16 // 256))] * 50)
+        t = time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            self.run_and_wait([prog])
+        dev.destroy_buffer(a)
+        dev.destroy_buffer(b)
 
     def run_and_wait(self, programs) -> None:
         self.dev.run(programs, readback=[Readback(self.sync, 0, 4)])

@@ -193,6 +193,12 @@ def main(argv=None):
     def wait(programs):
         dev.run(programs, readback=[Readback(sync, 0, 4)])
 
+    warm = dev.create_buffer(64 << 20)
+    pw = dev.pipeline("warm noop", NOOP)
+    prog_w = dev.prepare([Dispatch(pw, dev.bind_group(pw, [warm]), (65535, 1, 1))] * 20)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 0.5:      # an idle GPU clocks down: get it busy first
+        wait([prog_w])
     empty = median_time(lambda: wait([]), 11)
     log(f"adapter {dev.info.describe()}; empty submit+readback {empty * 1e6:.0f} us")
     # ---- 1. dispatch floor

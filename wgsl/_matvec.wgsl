@@ -9,6 +9,7 @@
 // once from the storage buffer XIN per workgroup), and with NORM it is
 // RMS-normalised on the way in, x * (1 / sqrt(mean(x^2) + eps)) * G, so the
 // norm that precedes every projection costs no dispatch of its own;
+// COMBINE (with XSHARED): x is merged from attention's split-K partials;
 // TWO_ROWS: each lane group computes two adjacent rows (every segment has an
 // even number of rows); ROPE (with TWO_ROWS, segments Q, K, V): see rope_store.
 // Workgroup: WG = ROWS rows x LANES lanes; a lane takes every LANES-th chunk
@@ -29,7 +30,9 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> W: array<u32>;
 #ifdef XSHARED
+#ifndef COMBINE
 @group(0) @binding(1) var<storage, read> XIN: array<vec4<f32>>;
+#endif
 const XVEC: u32 = 144u;
 var<workgroup> X: array<vec4<f32>, XVEC>;
 #else
@@ -42,6 +45,31 @@ var<workgroup> X: array<vec4<f32>, XVEC>;
 #endif
 #ifdef NORM
 @group(0) @binding(5) var<storage, read> G: array<vec4<f32>>;
+#endif
+#ifdef COMBINE
+// x is the attention output still in split-K partials [H][S][hd + 2] (running max, sum, acc):
+// merged here while staging, as attention_combine_f32 would (one dispatch fewer per layer)
+struct CombineParams { n_heads: u32, hd: u32, n_split: u32, pad: u32 }
+@group(0) @binding(11) var<storage, read> PART: array<f32>;
+@group(0) @binding(12) var<uniform> CP: CombineParams;
+
+fn combined(e: u32) -> f32 {
+    let h = e / CP.hd;
+    let d = e % CP.hd;
+    let stride = CP.hd + 2u;
+    let base = h * CP.n_split * stride;
+    var mx = -1e30;
+    for (var s = 0u; s < CP.n_split; s++) { mx = max(mx, PART[base + s * stride]); }
+    var l = 0.0;
+    var a = 0.0;
+    for (var s = 0u; s < CP.n_split; s++) {
+        let o = base + s * stride;
+        let w = exp(PART[o] - mx);
+        l += w * PART[o + 1u];
+        a += w * PART[o + 2u + d];
+    }
+    return a / l;
+}
 #endif
 
 const WG: u32 = 256u;
@@ -120,10 +148,14 @@ fn stage_x(li: u32) {
     workgroupBarrier();
 #endif
     for (var i = li; i < XVEC; i += WG) {
+#ifdef COMBINE
+        X[i] = vec4<f32>(combined(4u * i), combined(4u * i + 1u), combined(4u * i + 2u), combined(4u * i + 3u));
+#else
 #ifdef NORM
         X[i] = XIN[P.x_off + i] * scale * G[i];
 #else
         X[i] = XIN[P.x_off + i];
+#endif
 #endif
     }
     workgroupBarrier();

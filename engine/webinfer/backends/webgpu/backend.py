@@ -73,7 +73,7 @@ class WebGPUBackend:
 
     def __init__(self, device=None, *, attn_splits: int | None = None, matvec_lanes: int = 32,
                  matvec_wg: int = 256, matmul: str = "tiled", matvec_xshared: bool = False,
-                 fuse_norm: bool = True, matvec_two_rows: bool = True):
+                 fuse_norm: bool = True, matvec_two_rows: bool = True, fuse_combine: bool = True):
         if device is None:
             from ...devices import open_device
 
@@ -91,6 +91,7 @@ class WebGPUBackend:
         self.matvec_xshared = matvec_xshared   # stage x in workgroup memory in every matvec
         self.fuse_norm = fuse_norm             # fold a one-token rmsnorm into the matvecs that read it
         self.matvec_two_rows = matvec_two_rows # two rows per lane group (and RoPE in the Q/K/V epilogue)
+        self.fuse_combine = fuse_combine       # merge decode attention's split-K partials in the wo matvec
         usage = BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC
         self.step_buffer = device.create_buffer(STEP_BYTES, usage, "step")
         self.ids_buffer = device.create_buffer(MAX_TOKENS * 4, usage, "ids")

@@ -132,6 +132,8 @@ class Planner:
         fused_norm = n is not None and n.op == "rmsnorm" and n.index in self.absorbed
         if fused_norm:
             return n.inputs[0], {"XSHARED": 1, "XVEC": x.cols // 4, "NORM": 1}, n.inputs[1], float(n.attrs["eps"])
+        if n is not None and n.op == "attention" and n.attrs.get("combine_in_matvec"):
+            return n.attrs["part"], {"XSHARED": 1, "XVEC": x.cols // 4, "COMBINE": 1}, None, 0.0
         if self.be.matvec_xshared and self._x_fits(x.cols, gate_up):
             return x, {"XSHARED": 1, "XVEC": x.cols // 4}, None, 0.0
         return x, {}, None, 0.0
@@ -150,8 +152,15 @@ class Planner:
         ``rope``: (rope tables, cache, layer) for the Q/K/V epilogue (ROPE).
         """
         xin, xdef, g, eps = self._mv_input(x, gate_up)
-        binds = [wbuf, xin, out_tensors[0], None]
-        ids = [0, 1, 2, 3]
+        if "COMBINE" in xdef:       # x comes from the attention partials (bindings 11, 12)
+            a = x.node.attrs
+            binds = [wbuf, out_tensors[0], None, xin, None]
+            ids = [0, 2, 3, 11, 12]
+            combine_params = pack(a["args"].n_heads, a["args"].head_dim, a["splits"], 0)
+        else:
+            binds = [wbuf, xin, out_tensors[0], None]
+            ids = [0, 1, 2, 3]
+            combine_params = None
         if residual is not None:
             binds.append(residual)
             ids.append(4)
@@ -173,10 +182,11 @@ class Planner:
         else:
             extra = None
         per_wg = self.be.matvec_rows * (2 if two else 1)
-        self.emit(kernel_name("matvec", fmt), binds, params_fn(xin.offset // 4, eps),
+        self.emit(kernel_name("matvec", fmt), binds, params_fn(0 if combine_params is not None else xin.offset // 4,
+                                                               eps),
                   fold(math.ceil(sum(seg_rows) / per_wg)), out_tensors, defines, label, ids)
-        if extra is not None:
-            self.calls[-1].extra_params = extra
+        if extra is not None or combine_params is not None:
+            self.calls[-1].extra_params = extra if extra is not None else combine_params
 
     # ------------------------------------------------------------------ fusion analysis
 
@@ -209,6 +219,12 @@ class Planner:
                 users = self.users.get(id(n.out), [])
                 if users and all(u.op == "linear" and u.inputs[2] is None for u in users):
                     self.absorbed.add(n.index)
+        # the split-K combine of one-token attention folded into the matvec that reads its output (COMBINE)
+        for n in by_index:
+            if n.op == "attention" and n.out.rows == 1 and self.be.fuse_combine and self._x_fits(n.out.cols):
+                users = self.users.get(id(n.out), [])
+                if len(users) == 1 and users[0].op == "linear" and users[0].inputs[2] is None:
+                    n.attrs["combine_in_matvec"] = True
         # Q/K/V: linears of one token reading the same tensor, not fused otherwise
         groups: dict[int, list[Node]] = {}
         for n in by_index:
@@ -426,6 +442,9 @@ class Planner:
         assert q.offset == 0
         self.emit("attention_f32", [q, kc, vc, part, self.be.step_buffer, None], params, (h, t, splits), [part],
                   label="attention")
+        n.attrs["part"], n.attrs["splits"] = part, splits
+        if n.attrs.get("combine_in_matvec"):
+            return                           # the next matvec merges the partials itself
         out = n.out
         out.storage = Storage(out.rows * out.cols * 4, label="attn")
         params = pack(h, hd, splits, out.stride, out.offset, 0, 0, 0)
