@@ -219,14 +219,17 @@ def main(argv=None):
     if ns.quick:
         shape["n_layers"] = 2
     g = GGUFFile.open(write_synthetic_llama(tmp / "m.gguf", context_length=2048, **shape))
-    for mx in ("shared", "global"):
-        pm = load_planned(g, device=dev, fallback=False, profile={"name": "native-gpu", "matvec_x": mx})
+    variants = [{"matvec_x": "global"}, {"matvec_x": "shared"}, {"matvec_unroll": 2}, {"attn_splits": 4},
+                {"attn_splits": 16}, {"matvec_lanes": 16}, {"matvec_x": "shared", "matvec_unroll": 2}]
+    for v in variants:
+        pm = load_planned(g, device=dev, fallback=False, profile={"name": "native-gpu", **v})
         sess = Session(pm, 512)
         sess.prefill([1, 2, 3, 4, 5, 6])
         plan = pm._plans[(1, 1, id(pm._cache))]
-        pm.be.write_step(100, 1, [7], reset=True)
-        t = median_time(lambda: wait([plan.program]))
-        log(f"decode step, matvec x {mx}: {(t - empty) * 1e3:.3f} ms GPU+submit for {plan.n_dispatches} dispatches")
+        pm.be.write_step(300, 1, [7], reset=True)
+        t = median_time(lambda: wait([plan.program]), 9)
+        log(f"decode step at position 300, {v}: {(t - empty) * 1e3:.3f} ms GPU+submit for {plan.n_dispatches} "
+            f"dispatches")
     groups = defaultdict(list)
     for s in plan.program.steps:
         groups[s.pipeline.name].append(s)

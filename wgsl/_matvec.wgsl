@@ -10,6 +10,7 @@
 // RMS-normalised on the way in, x * (1 / sqrt(mean(x^2) + eps)) * G, so the
 // norm that precedes every projection costs no dispatch of its own;
 // COMBINE (with XSHARED): x is merged from attention's split-K partials;
+// UNROLL2: two chunks per loop iteration (more loads in flight on GPUs);
 // TWO_ROWS: each lane group computes two adjacent rows (every segment has an
 // even number of rows); ROPE (with TWO_ROWS, segments Q, K, V): see rope_store.
 // Workgroup: WG = ROWS rows x LANES lanes; a lane takes every LANES-th chunk
@@ -183,6 +184,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (row >= P.row_end.x) { seg = 1u; r = row - P.row_end.x; }
         if (row >= P.row_end.y) { seg = 2u; r = row - P.row_end.y; }
         let m = P.seg[seg];
+#ifdef UNROLL2
+        // two chunks per iteration, both loaded unconditionally (the second clamped and
+        // weighted 0 past the end): twice the loads in flight per lane
+        for (var c0 = lane; c0 < m.chunks; c0 += 2u * LANES) {
+            let c1 = min(c0 + LANES, m.chunks - 1u);
+            let w1 = select(0.0, 1.0, c0 + LANES < m.chunks);
+            acc += chunk_dot(m, m.row0 + r, c0, xo + c0 * 8u) + w1 * chunk_dot(m, m.row0 + r, c1, xo + c1 * 8u);
+#ifdef TWO_ROWS
+            acc1 += chunk_dot(m, m.row0 + r + 1u, c0, xo + c0 * 8u)
+                  + w1 * chunk_dot(m, m.row0 + r + 1u, c1, xo + c1 * 8u);
+#endif
+#ifdef GATE_UP
+            let mu = P.seg[1];
+            acc_up += chunk_dot(mu, mu.row0 + r, c0, xo + c0 * 8u) + w1 * chunk_dot(mu, mu.row0 + r, c1, xo + c1 * 8u);
+#ifdef TWO_ROWS
+            acc_up1 += chunk_dot(mu, mu.row0 + r + 1u, c0, xo + c0 * 8u)
+                     + w1 * chunk_dot(mu, mu.row0 + r + 1u, c1, xo + c1 * 8u);
+#endif
+#endif
+        }
+#else
         for (var c = lane; c < m.chunks; c += LANES) {
             let xv = xo + c * 8u;
             acc += chunk_dot(m, m.row0 + r, c, xv);
@@ -196,6 +218,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
 #endif
         }
+#endif
     }
     if (LANES > 1u) {
         part[li] = acc;

@@ -59,7 +59,7 @@ class Runner:
         self.dev.write_buffer(u, words)
         return (u, 0, words.size * 4)
 
-    def run(self, kernel: str, defines: dict, bindings: list, counts, read, repeat: int = 1):
+    def run(self, kernel: str, defines: dict, bindings, counts, read, repeat: int = 1):
         pipe = self.dev.pipeline(kernel + repr(sorted(defines.items())), kernel_source(kernel, defines))
         bg = self.dev.bind_group(pipe, bindings)
         prog = self.dev.prepare([Dispatch(pipe, bg, tuple(counts))] * repeat)
@@ -391,3 +391,31 @@ def test_sample_truncation(k, top, kw, allowed):
     assert set(draws.tolist()) <= allowed, set(draws.tolist())
     if len(allowed) > 1:
         assert set(draws.tolist()) == allowed
+
+
+@pytest.mark.parametrize("defines", [{"TWO_ROWS": 1}, {"TWO_ROWS": 1, "UNROLL2": 1}, {"UNROLL2": 1},
+                                     {"TWO_ROWS": 1, "UNROLL2": 1, "XSHARED": 1, "NORM": 1}])
+@pytest.mark.parametrize("fmt", ["Q4_1", "Q4_K"])
+def test_matvec_variants(k, fmt, defines):
+    """Two rows per lane group, two chunks per iteration, x staged and RMS-normalised in workgroup memory."""
+    rows, cols = 38, _cols(fmt) + (256 if fmt == "Q4_K" else 96)   # several chunks per lane
+    raw, ref_w = _weights(fmt, rows, cols, seed=21)
+    rng = np.random.default_rng(22)
+    x = (rng.standard_normal(cols) * 2).astype(np.float32)
+    g = rng.standard_normal(cols).astype(np.float32)
+    w = k.buf(repack(raw, fmt, rows, cols))
+    d = {"WG": 64, "LANES": 8, **defines}
+    if "XSHARED" in d:
+        d["XVEC"] = cols // 4
+    params = pack((0, rows, cols // CHUNK, 0), (0,) * 4, (0,) * 4, (0,) * 4, (rows, rows, rows, 0), 0, 0, rows,
+                  1e-5)
+    y = k.zeros(rows * 4)
+    binds = {0: w, 1: k.buf(x), 2: y, 3: k.uniform(params)}
+    if "NORM" in d:
+        binds[5] = k.buf(g)
+    per_wg = 8 * (2 if "TWO_ROWS" in d else 1)
+    (got,) = k.run(f"matvec_{fmt.lower()}", d, binds, fold(-(-rows // per_wg)), [(y, np.float32, rows)])
+    xr = x.astype(np.float64)
+    if "NORM" in d:
+        xr = (x * np.float32(1 / np.sqrt(np.mean(x * x) + 1e-5)) * g).astype(np.float64)
+    _close(got, ref_w @ xr, 1e-4 if "NORM" in d else 2e-5)

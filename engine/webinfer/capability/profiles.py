@@ -30,6 +30,7 @@ class Profile:
     matvec_workgroup: int = 256
     matmul: str = "tiled"              # prefill kernel: tiled (GPUs) | rowwise (CPU adapters)
     matvec_x: str = "global"           # matvec reads x from global memory | shared (staged per workgroup)
+    matvec_unroll: int = 1             # chunks per matvec loop iteration (1 | 2)
     memory_budget_mb: int = 2048
     max_workgroup_size: int = 256
 
@@ -43,6 +44,8 @@ class Profile:
         for k in ("attn_splits", "readback_batch", "matvec_lanes", "matvec_workgroup", "memory_budget_mb"):
             if k in kw and (not isinstance(kw[k], int) or kw[k] < 1):
                 raise InvalidArgumentError(f"profile field {k} must be a positive integer, got {kw[k]!r}")
+        if "matvec_unroll" in kw and kw["matvec_unroll"] not in (1, 2):
+            raise InvalidArgumentError(f"profile matvec_unroll must be 1 or 2, got {kw['matvec_unroll']!r}")
         if "matmul" in kw and kw["matmul"] not in ("tiled", "rowwise"):
             raise InvalidArgumentError(f"profile matmul must be 'tiled' or 'rowwise', got {kw['matmul']!r}")
         if "matvec_x" in kw and kw["matvec_x"] not in ("global", "shared"):

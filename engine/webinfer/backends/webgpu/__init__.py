@@ -79,7 +79,7 @@ def load_planned(gguf, progress=None, *, device=None, profile=None,
         profile = _resolve_profile(profile, device)
         backend = WebGPUBackend(device, attn_splits=profile.attn_splits, matvec_lanes=profile.matvec_lanes,
                                  matvec_wg=profile.matvec_workgroup, matmul=profile.matmul,
-                                 matvec_xshared=profile.matvec_x == "shared")
+                                 matvec_xshared=profile.matvec_x == "shared", matvec_unroll=profile.matvec_unroll)
         model = load_model(gguf, backend, progress)
         # Q/K/V and gate/up stacked now, so decode runs them as one matvec each (planner.py)
         backend.stack_groups([[L.wq, L.wk, L.wv] for L in model.layers if L.bq is None]

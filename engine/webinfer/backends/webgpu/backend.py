@@ -73,7 +73,8 @@ class WebGPUBackend:
 
     def __init__(self, device=None, *, attn_splits: int | None = None, matvec_lanes: int = 32,
                  matvec_wg: int = 256, matmul: str = "tiled", matvec_xshared: bool = False,
-                 fuse_norm: bool = True, matvec_two_rows: bool = True, fuse_combine: bool = True):
+                 fuse_norm: bool = True, matvec_two_rows: bool = True, fuse_combine: bool = True,
+                 matvec_unroll: int = 1):
         if device is None:
             from ...devices import open_device
 
@@ -83,7 +84,7 @@ class WebGPUBackend:
         if matvec_lanes not in (1, 2, 4, 8, 16, 32) or matvec_wg % matvec_lanes or matvec_wg > 256:
             raise InvalidArgumentError(f"matvec lanes {matvec_lanes} / workgroup {matvec_wg}: lanes must be a "
                                        f"power of two <= 32 dividing a workgroup of at most 256")
-        self.matvec_defines = {"WG": matvec_wg, "LANES": matvec_lanes}
+        self.matvec_defines = {"WG": matvec_wg, "LANES": matvec_lanes, **({"UNROLL2": 1} if matvec_unroll == 2 else {})}
         self.matvec_rows = matvec_wg // matvec_lanes
         if matmul not in ("tiled", "rowwise"):
             raise InvalidArgumentError(f"matmul must be 'tiled' or 'rowwise', got {matmul!r}")
