@@ -9,8 +9,8 @@ ROOT=$PWD
 log() { echo "[setup] $*"; }
 
 # ---- Debian packages (chromium for browser tests, lavapipe for native WebGPU,
-# clang/lld for the WASM kernels)
-APT_PKGS=(chromium chromium-driver mesa-vulkan-drivers clang lld)
+# clang/lld for the WASM kernels, firefox-esr for the cross-browser test)
+APT_PKGS=(chromium chromium-driver mesa-vulkan-drivers clang lld firefox-esr)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -47,3 +47,11 @@ fi
 # ---- pinned assets, sha256-verified
 .venv/bin/python scripts/fetch_assets.py
 .venv/bin/python scripts/fetch_browser_assets.py   # the Pyodide test dist for pytest-pyodide
+
+# ---- puppeteer-core (npm, integrity-pinned by package-lock.json) drives Firefox over WebDriver BiDi
+ff=tests/browser/firefox
+if ! cmp -s "$ff/package-lock.json" "$ff/node_modules/.webinfer-lock" 2>/dev/null; then
+  log "npm ci in $ff"
+  (cd "$ff" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  cp "$ff/package-lock.json" "$ff/node_modules/.webinfer-lock"
+fi
