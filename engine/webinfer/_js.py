@@ -247,27 +247,36 @@ class OPFSFile:
     In CPython the "OPFS" is a folder ($WEBINFER_OPFS_DIR), for tests.
     """
 
-    def __init__(self, name: str, handle: Any):
+    def __init__(self, name: str, handle: Any, *, read_only: bool = False):
         self.name = name
         self._h = handle
+        self.read_only = read_only
 
     @classmethod
-    async def open(cls, name: str) -> "OPFSFile":
+    async def open(cls, name: str, *, read_only: bool = False) -> "OPFSFile":
+        """Open (creating it if needed) a file of webinfer's OPFS folder.
+
+        A "readwrite" handle is exclusive: while it is open no other worker or
+        tab can open the file.  ``read_only=True`` asks for a "read-only"
+        handle, which several workers may hold at once (Chromium 121+; a
+        browser without the mode ignores it and gives an exclusive handle).
+        """
         if not IN_PYODIDE:
             root = _local_opfs_root()
             root.mkdir(parents=True, exist_ok=True)
             path = root / name
             path.touch(exist_ok=True)
-            return cls(name, open(path, "r+b"))
+            return cls(name, open(path, "rb" if read_only else "r+b"), read_only=read_only)
         try:  # pragma: no cover - browser only
             folder = await _opfs_folder()
             fh = await call_async(folder, "getFileHandle", name, js_object({"create": True}))
-            handle = await call_async(fh, "createSyncAccessHandle")
+            mode = js_object({"mode": "read-only" if read_only else "readwrite"})
+            handle = await call_async(fh, "createSyncAccessHandle", mode)
         except (JsException, JsRejection) as e:  # pragma: no cover
             if js_error_name(e) == "QuotaExceededError":
                 raise StorageQuotaExceeded(f"cannot create {name!r}: the storage quota is full") from None
             raise StorageUnavailable(f"cannot open {name!r} in the browser's private file system: {e}") from None
-        return cls(name, handle)
+        return cls(name, handle, read_only=read_only)
 
     @property
     def size(self) -> int:
@@ -312,7 +321,8 @@ class OPFSFile:
     def close(self) -> None:
         if self._h is not None:
             try:
-                self._h.flush()
+                if not self.read_only:  # flush() on a read-only handle throws
+                    self._h.flush()
             finally:
                 self._h.close()
                 self._h = None

@@ -128,18 +128,23 @@ class CachedHttpSource:
         report = LoadReport(url=url)
         for attempt in range(2):  # a second pass after throwing a bad cached copy away
             try:
-                data = await _js.OPFSFile.open(name + ".gguf")
                 meta_file = await _js.OPFSFile.open(name + ".json")
+                meta = _read_meta(meta_file)
+                if meta.get("url") and meta.get("key") != key:
+                    meta = {}  # a hash collision or a stale record: start over
+                # A complete copy is only read: a shared read-only handle lets other workers
+                # (tabs) read it at the same time.  A download needs the exclusive handle.
+                data = await _js.OPFSFile.open(name + ".gguf", read_only=bool(meta.get("complete")))
             except _js.StorageQuotaExceeded:
                 need = size or _probe_size(url, http)
                 raise StorageQuotaError(_quota_message(need, None), needed=need) from None
-            meta = _read_meta(meta_file)
-            if meta.get("url") and meta.get("key") != key:
-                meta = {}  # a hash collision or a stale record: start over
             src = cls(url, key, data, meta_file, meta, sha256=sha256, size=size, chunk=chunk, progress=progress,
                       http=http, report=report)
             problem = src._check_cached(verify=verify)
             if problem is None:
+                if meta.get("complete"):  # nothing to write: let the record go for other workers
+                    meta_file.close()
+                    src._meta_file = None
                 break
             report.refetched_because = problem
             report.events.append(f"cached copy discarded: {problem}")
@@ -247,6 +252,18 @@ class CachedHttpSource:
         self._meta.update(complete=True, stored=self.size, sha256=digest)
         self._write_meta()
         return self.report
+
+    async def share(self) -> None:
+        """After :meth:`finish`: swap the exclusive handles for a shared read-only one.
+
+        The engine keeps the source for reads after the load (a WebGPU
+        backend falling back to numpy reloads the weights from it) while other
+        workers and tabs can open the same cached file.
+        """
+        if self._meta_file is None and getattr(self._data, "read_only", False):
+            return
+        self.close()
+        self._data = await _js.OPFSFile.open(cache_name(self.key) + ".gguf", read_only=True)
 
     def close(self) -> None:
         for f in (self._data, self._meta_file):

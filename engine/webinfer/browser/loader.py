@@ -143,6 +143,8 @@ async def load_url(url: str, *, backend: str = "numpy", n_ctx: int | None = None
 
     ``cache=False`` reads ranges straight from the network and stores nothing.
     ``engine.load_stats`` tells how the file was obtained and what it cost.
+    The source stays open for reads after the load (``engine.gguf.close()``
+    releases it); a cached file is then held with a shared read-only handle.
     Needs a dedicated worker (synchronous XHR and OPFS sync handles).
     """
     from ..runtime.engine import Engine
@@ -172,8 +174,11 @@ async def load_url(url: str, *, backend: str = "numpy", n_ctx: int | None = None
         header_s = _js.now_s() - t_header
         engine = Engine(gguf, backend=backend, n_ctx=n_ctx, progress=prog.tensor)
         report = src.finish()
-    finally:
+        if isinstance(src, CachedHttpSource):
+            await src.share()  # stays open for the engine (read-only, shared): engine.gguf.close() releases it
+    except BaseException:
         src.close()
+        raise
     prog.info.update(loaded=src.size, progress=1.0, phase="ready")
     prog.emit("ready", force=True)
     engine.load_stats = {

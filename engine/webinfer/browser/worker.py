@@ -281,6 +281,8 @@ async def _capabilities_handler(id: Any, c: dict) -> dict:
 
 
 async def _unload(id: Any, c: dict) -> dict:
+    if S.engine is not None:
+        S.engine.gguf.close()  # the model file's storage handle
     S.engine = None
     S.load_stats = S.last_generation = None
     gc.collect()
