@@ -118,3 +118,16 @@ def test_runs_of_another_suite_are_another_series():
              "metrics": {"decode_tps": metric("decode_tps", [1.0])}}  # 4 tokens: much slower, not comparable
     assert not analysis.regressions(recs + [smoke], flagged_only=True)
     assert analysis.suite_of({"protocol": {"decode_tokens": 128}}) == "full"  # older records without a name
+
+
+def test_a_targets_threads_bind_blas_in_the_measuring_process():
+    from webinfer.bench.native import thread_env
+
+    env = thread_env(1)
+    assert env["OPENBLAS_NUM_THREADS"] == "1" and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_imported_lines_do_not_hide_the_latest_harness_run():
+    recs = history(2)
+    foreign = {**recs[0], "id": "imp-1", "suite_id": "imp-1", "time": "2026-02-01T00:00:00Z", "protocol": {}}
+    assert {r["suite_id"] for r in analysis.latest_suite(recs + [foreign])} == {"suite1"}

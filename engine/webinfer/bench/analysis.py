@@ -107,9 +107,14 @@ def regressions(records: Iterable[dict], *, flagged_only: bool = False, latest_o
 
 # ------------------------------------------------------------------ comparisons
 
+def from_harness(rec: dict) -> bool:
+    """Made by ``webinfer bench`` (not imported from another script's JSON lines)."""
+    return bool((rec.get("protocol") or {}).get("suite"))
+
+
 def latest_suite(records: list[dict]) -> list[dict]:
-    """The records of the most recent suite that has an ok run."""
-    good = ok(records)
+    """The records of the most recent suite that has an ok run (a harness suite where there is one)."""
+    good = [r for r in ok(records) if from_harness(r)] or ok(records)
     if not good:
         return []
     last = max(good, key=lambda r: r["time"])["suite_id"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -176,9 +177,24 @@ def detect_capability(engine=None, *, open_device: bool = False) -> dict:
 
 # ------------------------------------------------------------------ in the harness
 
-def run_subprocess(python: str, args: list[str], *, timeout_s: float = RUN_TIMEOUT_S) -> dict:
+# numpy's BLAS starts one thread per core; on a busy 2-core machine those threads spin against
+# each other and decode speed collapses (2.2 tok/s with 2 threads vs 9.2 with 1, measured here under
+# load). A target's "threads" is therefore enforced on every BLAS/OpenMP library in the subprocess.
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def thread_env(threads: int | None) -> dict:
+    env = dict(os.environ)
+    if threads:
+        env.update({k: str(threads) for k in THREAD_ENV})
+    return env
+
+
+def run_subprocess(python: str, args: list[str], *, timeout_s: float = RUN_TIMEOUT_S,
+                   threads: int | None = None) -> dict:
     """Run a measuring subprocess; its last stdout line is the JSON result. Raises RuntimeError with stderr."""
-    p = subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout_s)
+    p = subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout_s, env=thread_env(threads))
     lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
     if p.returncode != 0 or not lines:
         tail = (p.stderr or p.stdout).strip().splitlines()[-6:]
@@ -187,12 +203,12 @@ def run_subprocess(python: str, args: list[str], *, timeout_s: float = RUN_TIMEO
 
 
 def run_webinfer(opts: dict) -> dict:
-    return run_subprocess(sys.executable, ["-m", "webinfer.bench.native", json.dumps(opts)])
+    return run_subprocess(sys.executable, ["-m", "webinfer.bench.native", json.dumps(opts)], threads=opts.get("threads"))
 
 
 def run_llama_cpp(python: str, opts: dict) -> dict:
     runner = Path(__file__).with_name("llama_cpp_runner.py")
-    return run_subprocess(python, [str(runner), json.dumps(opts)])
+    return run_subprocess(python, [str(runner), json.dumps(opts)], threads=opts.get("threads"))
 
 
 def main(argv: list[str]) -> int:
