@@ -118,18 +118,29 @@ def test_stacked_weights_are_the_rows_concatenated(device, tmp_path):
 # ------------------------------------------------------------------ the default model
 
 
+_NUMPY_TOKENS: dict = {}
+
+
+def numpy_greedy_tokens(gguf, model, n: int = N_GREEDY) -> list[int]:
+    """Greedy tokens of the numpy backend for PROMPT, computed once per test run (the browser test uses them too)."""
+    key = (id(model), n)
+    if key not in _NUMPY_TOKENS:
+        from webinfer.runtime.generate import generate
+        from webinfer.runtime.sampler import SamplingParams
+        from webinfer.tokenizer import Tokenizer
+
+        tok = Tokenizer.from_gguf_metadata(gguf.metadata)
+        ids = tok.encode(PROMPT, add_special=True)
+        _NUMPY_TOKENS[key] = [c.token_id for c in generate(Session(model, 256), tok, ids, max_tokens=n,
+                                                           sampling=SamplingParams(temperature=0), ignore_eos=True)
+                              if c.token_id is not None]
+    return _NUMPY_TOKENS[key]
+
+
 @pytest.fixture(scope="module")
 def numpy_tokens(default_gguf, default_model):
     """Greedy tokens of the numpy backend (the model conftest loads once per run)."""
-    from webinfer.runtime.generate import generate
-    from webinfer.runtime.sampler import SamplingParams
-    from webinfer.tokenizer import Tokenizer
-
-    tok = Tokenizer.from_gguf_metadata(default_gguf.metadata)
-    ids = tok.encode(PROMPT, add_special=True)
-    return [c.token_id for c in generate(Session(default_model, 256), tok, ids, max_tokens=N_GREEDY,
-                                         sampling=SamplingParams(temperature=0), ignore_eos=True)
-            if c.token_id is not None]
+    return numpy_greedy_tokens(default_gguf, default_model)
 
 
 @pytest.fixture(scope="module")

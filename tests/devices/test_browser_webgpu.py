@@ -114,16 +114,9 @@ def page_result(default_model_path):
 
 @pytest.fixture(scope="module")
 def numpy_tokens(default_gguf, default_model):
-    from webinfer.runtime.generate import generate
-    from webinfer.runtime.sampler import SamplingParams
-    from webinfer.runtime.session import Session
-    from webinfer.tokenizer import Tokenizer
+    from tests.backends.test_wgsl_backend import numpy_greedy_tokens
 
-    tok = Tokenizer.from_gguf_metadata(default_gguf.metadata)
-    ids = tok.encode("The capital of France is", add_special=True)
-    return [c.token_id for c in generate(Session(default_model, 256), tok, ids, max_tokens=32,
-                                         sampling=SamplingParams(temperature=0), ignore_eos=True)
-            if c.token_id is not None]
+    return numpy_greedy_tokens(default_gguf, default_model)
 
 
 @pytest.mark.model
