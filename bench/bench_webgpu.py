@@ -138,7 +138,10 @@ class Bench:
     def matvec(self) -> None:
         dev = self.dev
         shapes = [(4096, 4096)] if self.quick else [(8192, 8192), (14336, 4096)]
-        lanes_list = [self.profile.matvec_lanes] if self.quick else sorted({self.profile.matvec_lanes, 32, 8})
+        lanes = self.profile.matvec_lanes
+        variants = {"1 row": {}, "2 rows": {"TWO_ROWS": 1}, "2 rows, unroll 2": {"TWO_ROWS": 1, "UNROLL2": 1}}
+        if self.quick:
+            variants = {"2 rows": {"TWO_ROWS": 1}}
         rng = np.random.default_rng(0)
         res = []
         for rows, cols in shapes:
@@ -153,20 +156,21 @@ class Bench:
                 p = pack((0, rows, cols // CHUNK, 0), (0,) * 4, (0,) * 4, (0,) * 4, (rows, rows, rows, 0), 0, 0,
                          rows, 0)
                 dev.write_buffer(uni, p)
-                for lanes in lanes_list:
-                    pipe = dev.pipeline(f"bench matvec_{fmt} {lanes}",
-                                        kernel_source(f"matvec_{fmt.lower()}", {"WG": 256, "LANES": lanes}))
+                for vname, vdef in variants.items():
+                    pipe = dev.pipeline(f"bench matvec_{fmt} {vname}",
+                                        kernel_source(f"matvec_{fmt.lower()}", {"WG": 256, "LANES": lanes, **vdef}))
+                    per_wg = 256 // lanes * (2 if "TWO_ROWS" in vdef else 1)
                     steps = [Dispatch(pipe, dev.bind_group(pipe, [w, x, y, (uni, 0, p.size * 4)]),
-                                      fold(-(-rows // (256 // lanes)))) for w, _ in mats] * 5
+                                      fold(-(-rows // per_wg))) for w, _ in mats] * 5
                     prog = dev.prepare(steps)
                     empty = timed(lambda: self.run_and_wait([]), 5)
                     t = timed(lambda: self.run_and_wait([prog]), 3)
                     per = (t - empty) / len(steps)
                     gbs = mats[0][1] / per / 1e9
                     frac = gbs / self.out["copy_gb_s"] if "copy_gb_s" in self.out else None
-                    res.append({"format": fmt, "rows": rows, "cols": cols, "lanes": lanes, "us": round(per * 1e6, 1),
+                    res.append({"format": fmt, "rows": rows, "cols": cols, "variant": vname, "us": round(per * 1e6, 1),
                                 "gb_s": round(gbs, 1), "of_copy": round(frac, 3) if frac else None})
-                    log(f"matvec {fmt} {rows}x{cols} lanes={lanes}: {per * 1e6:.1f} us, {gbs:.0f} GB/s"
+                    log(f"matvec {fmt} {rows}x{cols} {vname}: {per * 1e6:.1f} us, {gbs:.0f} GB/s"
                         + (f" ({frac:.0%} of copy)" if frac else ""))
                 for w, _ in mats:
                     dev.destroy_buffer(w)
@@ -284,7 +288,7 @@ def main(argv=None) -> int:
     if "copy_gb_s" in b.out:
         print(f"| copy bandwidth (read+write) | {b.out['copy_gb_s']} GB/s |")
     for r in b.out.get("matvec", []):
-        print(f"| matvec {r['format']} {r['rows']}x{r['cols']} lanes {r['lanes']} | {r['gb_s']} GB/s "
+        print(f"| matvec {r['format']} {r['rows']}x{r['cols']} {r['variant']} | {r['gb_s']} GB/s "
               f"({(r['of_copy'] or 0):.0%} of copy), {r['us']} us |")
     for key in ("smollm2_135m", "llama_1b_q4_0"):
         if key in b.out:

@@ -383,7 +383,11 @@ class PlannedModel:
         warnings.warn(msg, BackendFallbackWarning, stacklevel=3)
         if self._on_fallback:
             self._on_fallback(msg)
-        model = self._numpy_fallback()
+        try:
+            model = self._numpy_fallback()
+        except Exception as e2:  # noqa: BLE001 -- e.g. the model file was closed after loading
+            raise GPUError(f"{msg}, but the numpy backend could not load the model ({type(e2).__name__}: {e2}); "
+                           f"keep the model file open to allow the fallback") from err
         cache, rope = model.new_cache(self._n_ctx)
         self._np = (model, cache, rope)
         self._pending = []
