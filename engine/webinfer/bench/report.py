@@ -64,6 +64,14 @@ the peer figures were taken with, so the numbers compare:
 Reproduce: `./dev bench` runs the full suite on this machine and rebuilds this
 file; `./dev bench --suite quick` is shorter; `webinfer bench --compare A B`
 prints ratios between two commits, targets or engines.
+
+WebGPU on a real GPU (an NVIDIA H200 lent through the `device` tool, wgpu-py
+over Vulkan) is measured by `bench/bench_webgpu.py`, not by this harness:
+decode tokens/s at 1, 4 and 16 steps per submit, GPU time per step, Python
+encode and submit+readback cost per token, matvec GB/s against a copy kernel,
+and the numpy backend on the same machine, for the default model's shape and a
+synthetic 1.1B Llama. Records: bench/results/webgpu.jsonl; table and method:
+docs/webgpu.md.
 """
 
 PEER_REFERENCE = """\
