@@ -292,3 +292,32 @@ def test_cli_generate_on_webgpu_names_the_adapter(default_model_path, device):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(" Paris")
     assert "webinfer: backend webgpu (" in r.stderr
+
+
+@pytest.mark.model
+def test_chunked_prefill_and_prefix_reuse_match_numpy(gpu_engine, default_gguf, default_model):
+    """A 150-token prompt in chunks of 64 (several plans, Step writes between them), then a second
+    prompt that reuses the cached prefix: both greedy continuations equal the numpy backend's."""
+    from pathlib import Path
+
+    from webinfer.runtime.generate import generate
+    from webinfer.runtime.sampler import SamplingParams
+
+    tok = gpu_engine.tokenizer
+    text = (Path(__file__).resolve().parents[2] / "bench" / "prompt256.txt").read_text()
+    ids = tok.encode(text, add_special=True)[:150]
+    more = ids + tok.encode(" In short,", add_special=False)
+    ref_sess = Session(default_model, 256, n_batch=64)
+    gsess = gpu_engine.session
+    gsess.n_batch = 64
+    try:
+        for prompt in (ids, more):
+            got = [c.token_id for c in generate(gsess, tok, prompt, max_tokens=6, sampling=SamplingParams(temperature=0),
+                                                ignore_eos=True) if c.token_id is not None]
+            want = [c.token_id for c in generate(ref_sess, tok, prompt, max_tokens=6,
+                                                 sampling=SamplingParams(temperature=0), ignore_eos=True)
+                    if c.token_id is not None]
+            assert got == want
+        assert gsess.reused >= 150                   # the second prompt reused the first's cache
+    finally:
+        gsess.n_batch = 256
