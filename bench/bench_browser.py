@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Browser benchmark of the default model: webinfer in headless Chromium, numpy backend, script-tag API.
+"""Browser benchmark of the default model: webinfer in headless Chromium through the script-tag API.
 
 Same protocol as bench/bench_cpython.py (and the peers' scripts): decode =
 greedy 128 tokens after "The capital of France is" with end-of-generation
@@ -17,7 +17,7 @@ Also, in a fresh browser profile (empty cache):
 
 Appends one JSON line to bench/results/browser.jsonl (or --out).
 
-    ./dev bench-browser [--runs 2] [--isolate] [--out FILE]
+    .venv/bin/python bench/bench_browser.py [--runs 2] [--backend numpy|wasm|webgpu] [--isolate] [--out FILE]
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--isolate", action="store_true", help="serve with COOP/COEP (cross-origin isolated page)")
+    ap.add_argument("--backend", default="numpy", help="engine backend in the page: numpy (default), wasm, webgpu")
     ap.add_argument("--out", default=str(HERE / "results" / "browser.jsonl"))
     a = ap.parse_args()
 
@@ -100,14 +101,15 @@ def main() -> int:
         print(f"[bench] {srv.url}t/bench.html in headless Chromium; loading (cold)...", file=sys.stderr)
         cold = browser.run("""
             const t0 = performance.now();
-            window.engine = await webinfer.load({model: args[0], pyodideIndexURL: "/pyodide/"});
+            window.engine = await webinfer.load({model: args[0], pyodideIndexURL: "/pyodide/", backend: args[1]});
             const loaded = performance.now();
             let first = null;
             for await (const p of engine.generate("The capital of France is", {max_tokens: 1, temperature: 0}))
               first = first ?? performance.now();
             return {cold_first_token_s: first / 1000, load_call_s: (loaded - t0) / 1000, stats: engine.stats,
-                    caps: engine.capabilities, crossOriginIsolated: self.crossOriginIsolated};
-        """, MODEL_URL, timeout_s=900)
+                    caps: engine.capabilities, crossOriginIsolated: self.crossOriginIsolated,
+                    loaded_backend: engine.model.backend};
+        """, MODEL_URL, a.backend, timeout_s=900)
         print(f"[bench] cold start to first token {cold['cold_first_token_s']:.1f} s; decode runs...", file=sys.stderr)
 
         def decode_run(n: int) -> dict:
@@ -135,11 +137,11 @@ def main() -> int:
             const mem = (await engine.refreshStats()).memory;
             await engine.unload();
             const t0 = performance.now();
-            const e = await webinfer.load({model: args[0], pyodideIndexURL: "/pyodide/"});
+            const e = await webinfer.load({model: args[0], pyodideIndexURL: "/pyodide/", backend: args[1]});
             const wall = (performance.now() - t0) / 1000;
             await e.unload();
             return {wall, stats: e.stats, memory_after_generation: mem};
-        """, MODEL_URL, timeout_s=900)
+        """, MODEL_URL, a.backend, timeout_s=900)
     finally:
         sampler.stop()
         browser.quit()
@@ -149,11 +151,11 @@ def main() -> int:
     cload = cached["stats"]["load"]
     env = cold["caps"]["environment"]
     result = {
-        "bench": "browser-chromium-numpy",
+        "bench": f"browser-chromium-{a.backend}",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": git_commit(),
         "model": MODEL_URL,
-        "backend": "numpy",
+        "backend": cold["loaded_backend"],
         "browser": env.get("user_agent"),
         "cross_origin_isolated": cold["crossOriginIsolated"],
         "cold_start_first_token_s": round(cold["cold_first_token_s"], 3),
