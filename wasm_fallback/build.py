@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Build webinfer's WASM SIMD kernels: wasm_fallback/src/*.c -> engine/webinfer/wasm/kernels.wasm.
+"""Build webinfer's WASM SIMD kernels: wasm_fallback/src/*.c -> engine/webinfer/wasm/kernels{,_mt}.wasm.
 
-    python wasm_fallback/build.py            build, check, write the .wasm and its manifest
+    python wasm_fallback/build.py            build, check, write the .wasm files and their manifest
     python wasm_fallback/build.py --check    build into a temp dir and fail if the result
-                                             differs from the committed file (reproducibility)
+                                             differs from the committed files (reproducibility)
+
+Two builds of the same sources:
+- ``kernels.wasm``: single-threaded, on Pyodide's own (unshared) memory;
+- ``kernels_mt.wasm``: for worker threads on a shared memory (``-matomics``,
+  ``--shared-memory``); exports ``run_thread`` too, and barrier.c joins the
+  threads after each command.
 
 No Emscripten: Debian's clang and lld (14) compile C with wasm_simd128.h for
 wasm32 straight into an Emscripten-compatible *side module* (a ``dylink.0``
@@ -22,7 +28,8 @@ checks that after linking:
 - it imports nothing but ``env.memory`` and the three globals every side
   module imports (``__stack_pointer``, ``__memory_base``, ``__table_base``,
   ``__indirect_function_table``),
-- it exports exactly ``run``.
+- it exports exactly ``run`` (and ``run_thread`` in the threaded build), and
+  its memory import is shared exactly in the threaded build.
 
 The build is reproducible: same clang, same sources -> the same bytes (no
 paths or timestamps are embedded; the test suite rebuilds and compares).
@@ -43,16 +50,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
 OUT_DIR = HERE.parent / "engine" / "webinfer" / "wasm"
-TARGET = "kernels.wasm"
 
 CLANG_CANDIDATES = ("clang-14", "clang")
 LLD_CANDIDATES = ("wasm-ld-14", "wasm-ld")
 CFLAGS = ["--target=wasm32", "-fPIC", "-O3", "-msimd128", "-ffreestanding", "-fno-builtin", "-nostdlib",
           "-Wall", "-Wextra", "-Werror", "-std=c11"]
-LDFLAGS = ["--experimental-pic", "-shared", "--no-entry", "--export=run"]
+LDFLAGS = ["--experimental-pic", "-shared", "--no-entry"]
 ALLOWED_IMPORTS = {("env", "memory"), ("env", "__stack_pointer"), ("env", "__memory_base"), ("env", "__table_base"),
                    ("env", "__indirect_function_table")}
-EXPORTS = {"run"}
+# file -> (extra compiler flags, extra linker flags, exports, shared memory)
+VARIANTS = {
+    "kernels.wasm": ([], ["--export=run"], {"run"}, False),
+    "kernels_mt.wasm": (["-matomics", "-mbulk-memory", "-DWEBINFER_THREADS"],
+                        ["--shared-memory", "--export=run", "--export=run_thread"], {"run", "run_thread"}, True),
+}
 
 
 class BuildError(RuntimeError):
@@ -155,7 +166,7 @@ def inspect_module(data: bytes) -> dict:
     return info
 
 
-def check_module(data: bytes) -> dict:
+def check_module(data: bytes, exports: set[str] = frozenset({"run"}), shared: bool = False) -> dict:
     info = inspect_module(data)
     problems = []
     if 11 in info["sections"] or 12 in info["sections"]:
@@ -168,8 +179,10 @@ def check_module(data: bytes) -> dict:
     extra = set(info["imports"]) - ALLOWED_IMPORTS
     if extra:
         problems.append(f"unexpected imports {sorted(extra)}")
-    if set(info["exports"]) != EXPORTS:
-        problems.append(f"exports {sorted(info['exports'])}, expected {sorted(EXPORTS)}")
+    if set(info["exports"]) != set(exports):
+        problems.append(f"exports {sorted(info['exports'])}, expected {sorted(exports)}")
+    if bool(info.get("memory_shared")) != shared:
+        problems.append(f"memory import shared={info.get('memory_shared')}, expected {shared}")
     if problems:
         raise BuildError("; ".join(problems))
     return info
@@ -178,40 +191,48 @@ def check_module(data: bytes) -> dict:
 # ---------------------------------------------------------------- build
 
 
-def build(out_dir: Path) -> Path:
+def build(out_dir: Path) -> list[Path]:
+    """Build every variant into ``out_dir``; returns the .wasm paths."""
+    return [build_variant(out_dir, name) for name in VARIANTS]
+
+
+def build_variant(out_dir: Path, name: str) -> Path:
     clang, lld = find_tool(CLANG_CANDIDATES), find_tool(LLD_CANDIDATES)
+    cflags, ldflags, exports, shared = VARIANTS[name]
     sources = sorted(SRC.glob("*.c"))
     with tempfile.TemporaryDirectory(prefix="webinfer-wasm-") as tmp:
         objs = []
         for src in sources:
             obj = Path(tmp) / (src.stem + ".o")
             # relative paths keep the (unused) source names in the objects independent of the checkout
-            subprocess.run([clang, *CFLAGS, "-c", str(src.relative_to(HERE)), "-o", str(obj)], cwd=HERE, check=True)
+            subprocess.run([clang, *CFLAGS, *cflags, "-c", str(src.relative_to(HERE)), "-o", str(obj)], cwd=HERE,
+                           check=True)
             objs.append(obj)
         out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / TARGET
-        res = subprocess.run([lld, *LDFLAGS, "--trace-symbol=__stack_pointer", "-o", str(target),
+        target = out_dir / name
+        res = subprocess.run([lld, *LDFLAGS, *ldflags, "--trace-symbol=__stack_pointer", "-o", str(target),
                               *[o.name for o in objs]], cwd=tmp, capture_output=True, text=True)
         if res.returncode:
             raise BuildError(f"link failed:\n{res.stderr}")
         users = sorted({m.group(1) for m in re.finditer(r"^(\S+\.o): reference to __stack_pointer", res.stdout, re.M)})
         if users:
             target.unlink()
-            raise BuildError(f"{', '.join(users)} use the stack in linear memory (a by-value struct or an "
+            raise BuildError(f"{name}: {', '.join(users)} use the stack in linear memory (a by-value struct or an "
                              "array not kept in registers): the kernels must not own memory")
-    check_module(target.read_bytes())
+    check_module(target.read_bytes(), exports, shared)
     return target
 
 
-def manifest(target: Path) -> dict:
+def manifest(targets: list[Path]) -> dict:
     clang, lld = find_tool(CLANG_CANDIDATES), find_tool(LLD_CANDIDATES)
     src_hash = hashlib.sha256()
     for src in sorted(SRC.glob("*")):
         src_hash.update(src.name.encode() + b"\0" + src.read_bytes())
-    return {"file": TARGET, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-            "size": target.stat().st_size, "sources_sha256": src_hash.hexdigest(),
-            "clang": tool_version(clang), "wasm_ld": tool_version(lld),
-            "cflags": CFLAGS, "ldflags": LDFLAGS}
+    return {"files": {t.name: {"sha256": hashlib.sha256(t.read_bytes()).hexdigest(), "size": t.stat().st_size}
+                      for t in targets},
+            "sources_sha256": src_hash.hexdigest(), "clang": tool_version(clang), "wasm_ld": tool_version(lld),
+            "cflags": CFLAGS, "ldflags": LDFLAGS,
+            "variants": {name: {"cflags": v[0], "ldflags": v[1]} for name, v in VARIANTS.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,17 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             with tempfile.TemporaryDirectory() as tmp:
-                fresh = build(Path(tmp))
-                committed = args.out / TARGET
-                if not committed.exists() or fresh.read_bytes() != committed.read_bytes():
-                    print(f"{committed} is not what the sources build to: run python wasm_fallback/build.py",
-                          file=sys.stderr)
-                    return 1
-            print(f"{committed}: reproducible")
+                stale = [f.name for f in build(Path(tmp))
+                         if not (args.out / f.name).exists() or f.read_bytes() != (args.out / f.name).read_bytes()]
+            if stale:
+                print(f"{', '.join(stale)} in {args.out} are not what the sources build to: "
+                      "run python wasm_fallback/build.py", file=sys.stderr)
+                return 1
+            print(f"{', '.join(VARIANTS)}: reproducible")
             return 0
-        target = build(args.out)
-        (args.out / "kernels.json").write_text(json.dumps(manifest(target), indent=1) + "\n")
-        print(f"built {target} ({target.stat().st_size} bytes)")
+        targets = build(args.out)
+        (args.out / "kernels.json").write_text(json.dumps(manifest(targets), indent=1) + "\n")
+        for t in targets:
+            print(f"built {t} ({t.stat().st_size} bytes)")
         return 0
     except (BuildError, subprocess.CalledProcessError) as e:
         print(f"wasm build failed: {e}", file=sys.stderr)

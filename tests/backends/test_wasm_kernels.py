@@ -48,7 +48,7 @@ def results(tmp_path_factory) -> dict:
         pytest.skip("the default model is missing: run scripts/setup.sh")
     wheel = _build_wheel(tmp_path_factory.mktemp("wheel"))
     out_dir = tmp_path_factory.mktemp("wasm_out")
-    code = "import sys; sys.path.insert(0, '/wasm_tests'); import wasm_checks; wasm_checks.main()"
+    code = "import sys; sys.path.insert(0, '/wasm_tests'); import wasm_checks; await wasm_checks.main()"
     proc = subprocess.run(
         [node, str(ROOT / "web/node/run_pyodide.mjs"), "--wheel", str(wheel),
          "--mount", f"{Path(__file__).parent}:/wasm_tests", "--mount", f"{MODELS}:/models", "--mount", f"{out_dir}:/out", "--code", code],

@@ -114,10 +114,10 @@ def quant_act_bit_exact():
     qx, dx, sx, isx = be._quantized(xt, 5, 96)
     be.flush()
     nb = 96 // QBLOCK
-    got_q = be.arena.view(qx, 5 * 96 * 2).view(np.int16).reshape(5, 96)
-    got_d = be.arena.view(dx, 5 * nb * 4).view(np.float32).reshape(5, nb)
-    got_s = be.arena.view(sx, 5 * nb * 4).view(np.float32).reshape(5, nb)
-    got_i = be.arena.view(isx, 5 * nb * 4).view(np.int32).reshape(5, nb)
+    got_q = be.heap.read(qx, 5 * 96 * 2).view(np.int16).reshape(5, 96)
+    got_d = be.heap.read(dx, 5 * nb * 4).view(np.float32).reshape(5, nb)
+    got_s = be.heap.read(sx, 5 * nb * 4).view(np.float32).reshape(5, nb)
+    got_i = be.heap.read(isx, 5 * nb * 4).view(np.int32).reshape(5, nb)
     q, d = quantize_ref(x)
     np.testing.assert_array_equal(got_q, q)
     np.testing.assert_array_equal(got_d, d)
@@ -166,10 +166,10 @@ def matmul_f32_odd_sizes():
         w = rng.standard_normal((rows, cols)).astype(np.float32)
         m = be.load_matrix(TensorInfo("w", (rows, cols), GGMLType.F32, 0, w.nbytes), w.view(np.uint8).reshape(-1))
         x = rng.standard_normal((t, cols)).astype(np.float32)
-        b = be.load_vector(TensorInfo("b", (rows,), GGMLType.F32, 0, rows * 4),
-                           rng.standard_normal(rows).astype(np.float32).view(np.uint8))
+        bias = rng.standard_normal(rows).astype(np.float32)
+        b = be.load_vector(TensorInfo("b", (rows,), GGMLType.F32, 0, rows * 4), bias.view(np.uint8))
         y = be.to_numpy(be.linear(be.from_numpy(x), m, b))
-        np.testing.assert_allclose(y, x @ w.T + b.data, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(y, x @ w.T + bias, rtol=1e-5, atol=1e-5)
 
 
 @check
@@ -208,10 +208,7 @@ def rmsnorm_matches_numpy():
     for t, d in [(1, 576), (3, 13), (2, 4)]:
         x = rng.standard_normal((t, d)).astype(np.float32) * 5
         w = rng.standard_normal(d).astype(np.float32)
-        from webinfer.backends.wasm_backend import FloatVector, address
-
-        wv = FloatVector(w, address(w))
-        be._register(address(w), w.nbytes)
+        wv = be.vector(w)
         got = be.to_numpy(be.rmsnorm(be.from_numpy(x), wv, 1e-5))
         np.testing.assert_allclose(got, NumpyBackend().rmsnorm(x, w, 1e-5), rtol=2e-6, atol=1e-6)
 
@@ -451,17 +448,63 @@ PREFILL_TEXT = " ".join(f"item {i} is a {['cat', 'dog', 'bird'][i % 3]}." for i 
 OUT = "/out"   # where the test mounts a folder for arrays
 
 
+# ------------------------------------------------------------------ threads
+
+
+@check
+async def threads_match_single_thread():
+    """2 worker threads on a shared memory give bit-identical results: kernels, prefill and greedy decode."""
+    np = _np()
+    from webinfer.backends import wasm_threads
+    from webinfer.backends.wasm_backend import WasmBackend
+    from webinfer.backends.wasm_plan import load_wasm
+    from webinfer.formats.gguf import GGUFFile
+    from webinfer.runtime.session import Session
+
+    pool = await wasm_threads.start_threads(2)
+    try:
+        rng = np.random.default_rng(11)
+        st, mt = WasmBackend(debug=True), WasmBackend(debug=True, threads=pool)
+        for type_name, rows, cols in [("Q4_1", 37, 96), ("Q8_0", 64, 576), ("Q4_K", 19, 768), ("Q6_K", 37, 256)]:
+            raw = random_blocks(type_name, rows, cols, rng)
+            info = tensor_info("w", type_name, rows, cols, raw.nbytes)
+            x = rng.standard_normal((5, cols)).astype(np.float32)
+            ys = [be.to_numpy(be.linear(be.from_numpy(x), be.load_matrix(info, raw.reshape(-1)))) for be in (st, mt)]
+            np.testing.assert_array_equal(ys[0], ys[1])
+        g = GGUFFile.open(MODEL)
+        models = [load_wasm(g, threads=None), load_wasm(g, threads=pool)]
+        ids = list(range(400, 470))
+        outs = []
+        for m in models:
+            s = Session(m, 256)
+            logits = [s.evaluate(ids, n_logits=2)]
+            toks = []
+            for _ in range(24):
+                toks.append(int(np.argmax(logits[-1][-1])))
+                logits.append(s.evaluate([toks[-1]]))
+            outs.append((toks, np.concatenate(logits)))
+        assert outs[0][0] == outs[1][0], (outs[0][0], outs[1][0])
+        np.testing.assert_array_equal(outs[0][1], outs[1][1])
+        return f"2 threads: {models[1].be.memory()}"
+    finally:
+        wasm_threads.stop_threads()
+
+
 # ------------------------------------------------------------------ runner
 
 
-def main(names=None) -> None:
-    """Run the checks (all, or ``names``) and print one JSON line per check."""
+async def main(names=None) -> None:
+    """Run the checks (all, or ``names``) and print one JSON line per check (await it: some checks are async)."""
+    import inspect
+
     for name, fn in CHECKS.items():
         if names and name not in names:
             continue
         t0 = time.perf_counter()
         try:
             detail = fn()
+            if inspect.isawaitable(detail):
+                detail = await detail
             rec = {"name": name, "ok": True, "detail": detail}
         except Exception as e:  # noqa: BLE001 - reported to pytest
             rec = {"name": name, "ok": False, "detail": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}
@@ -470,4 +513,6 @@ def main(names=None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    import asyncio
+
+    asyncio.run(main(sys.argv[1:]))

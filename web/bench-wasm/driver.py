@@ -10,6 +10,16 @@ from webinfer.runtime.engine import Engine
 
 o = __opts  # noqa: F821 - set by worker.js
 say = __log  # noqa: F821
+threads_note = ""
+if o["threads"] > 1:   # worker threads on a shared memory: only where the page is cross-origin isolated
+    from webinfer.backends import wasm_threads
+
+    ok, why = wasm_threads.threads_possible()
+    if ok:
+        await wasm_threads.start_threads(o["threads"])  # noqa: F704 - top-level await in runPythonAsync
+    else:
+        threads_note = why
+        say(f"running single-threaded: {why}")
 heap0 = _js.wasm_heap_bytes()
 t0 = _js.now_s()
 engine = Engine(GGUFFile(HttpRangeSource(o["modelURL"])), backend=o["backend"], n_ctx=o["nCtx"])
@@ -27,7 +37,9 @@ def run(prompt, n):
 
 
 run(o["prompt"], 8)  # warm-up
-out = {"backend": engine.backend_name, "boot_s": o["boot_s"], "load_s": load_s, "decode": [], "prefill": []}
+be = getattr(engine.model, "be", None)
+out = {"backend": engine.backend_name, "boot_s": o["boot_s"], "load_s": load_s, "decode": [], "prefill": [],
+       "threads": getattr(be, "n_threads", 1), "threads_note": threads_note}
 for i in range(o["runs"]):
     r = run(o["prompt"], o["decode"])
     say(f"decode {i + 1}/{o['runs']}: {r['decode_tokens_per_s']:.2f} tok/s")
@@ -38,4 +50,6 @@ for i in range(o["runs"]):
     out["prefill"].append({"tokens_per_s": r["prefill_tokens_per_s"], "tokens": r["prompt_tokens"]})
 out["wasm_heap_bytes"] = _js.wasm_heap_bytes()   # WASM memory never shrinks: this is the peak
 out["wasm_heap_before_load_bytes"] = heap0
+if be is not None and be.heap.shared:             # the threads' shared memory holds the weights and activations
+    out["shared_memory_bytes"] = be.heap.nbytes
 json.dumps(out)

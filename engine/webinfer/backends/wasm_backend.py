@@ -53,13 +53,12 @@ from ..formats.gguf import TensorInfo
 from ..formats.quants import dequantize, dequantize_rows, row_nbytes
 from ..model.args import ModelArgs
 from .rope import rope_tables
+from .wasm_memory import Arena, LocalHeap, SharedHeap, address
 from .wasm_program import POS_WORD, QBLOCK, Program, f32_bits
 
 # ggml type name -> the type id matmul_q.c dispatches on (ggml's own ids)
 QUANT_KERNELS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
 
-ALIGN = 64                   # activation buffers start on a cache line
-CHUNK_BYTES = 4 << 20        # arena chunks: a decode step needs about 0.5 MB
 FLUSH_BYTES = 32 << 20       # run the pending program once it has allocated this much (bounds prefill memory)
 KV_MIN_POSITIONS = 64        # the KV cache grows by doubling from this many positions
 
@@ -79,69 +78,6 @@ def load_kernels():
         except Exception as e:  # noqa: BLE001 - a JS CompileError: no SIMD, or an incompatible Pyodide
             raise WasmUnavailableError(f"could not load the WASM SIMD kernels: {e}") from None
     return _kernels
-
-
-def address(a: np.ndarray) -> int:
-    """The byte address of a numpy array's data in the WASM heap (the array must stay alive)."""
-    return a.__array_interface__["data"][0]
-
-
-# ------------------------------------------------------------------ memory
-
-
-class Arena:
-    """Activation memory: 64-byte aligned blocks carved from numpy chunks, recycled by size.
-
-    A released block waits in ``deferred`` until the next flush; only then can
-    it be handed out again (see the lifetime rule in the module docstring).
-    """
-
-    def __init__(self):
-        self.chunks: list[np.ndarray] = []     # kept alive for the backend's lifetime
-        self._cur_addr = self._cur_end = 0
-        self.free: dict[int, list[int]] = {}   # nbytes -> block addresses
-        self.deferred: list[tuple[int, int]] = []
-        self.since_flush = 0                    # bytes handed out since the last flush
-        self.regions: list[tuple[int, int, np.ndarray]] = []  # (start, end, chunk) sorted, for views
-
-    @property
-    def nbytes(self) -> int:
-        return sum(c.nbytes for c in self.chunks)
-
-    def alloc(self, nbytes: int) -> tuple[int, int]:
-        """A block of at least ``nbytes``: (address, rounded size)."""
-        n = max(ALIGN, -(-nbytes // ALIGN) * ALIGN)
-        self.since_flush += n
-        lst = self.free.get(n)
-        if lst:
-            return lst.pop(), n
-        if self._cur_addr + n > self._cur_end:
-            size = max(CHUNK_BYTES, n) + ALIGN
-            chunk = np.empty(size, np.uint8)
-            base = address(chunk)
-            self.chunks.append(chunk)
-            bisect.insort(self.regions, (base, base + size, len(self.chunks) - 1))
-            self._cur_addr = -(-base // ALIGN) * ALIGN
-            self._cur_end = base + size
-        addr = self._cur_addr
-        self._cur_addr += n
-        return addr, n
-
-    def release(self, addr: int, n: int) -> None:
-        self.deferred.append((addr, n))
-
-    def flushed(self) -> None:
-        for addr, n in self.deferred:
-            self.free.setdefault(n, []).append(addr)
-        self.deferred.clear()
-        self.since_flush = 0
-
-    def view(self, addr: int, nbytes: int) -> np.ndarray:
-        """A uint8 numpy view of ``nbytes`` at ``addr`` (inside one chunk)."""
-        i = bisect.bisect_right(self.regions, (addr, float("inf"), 0)) - 1
-        start, end, ci = self.regions[i]
-        assert start <= addr and addr + nbytes <= end, "address outside the arena"
-        return self.chunks[ci][addr - start : addr - start + nbytes]
 
 
 class WasmTensor:
@@ -175,21 +111,20 @@ class WasmTensor:
 
 @dataclass
 class QuantMatrix:
-    """A matrix kept in its GGUF blocks: ``raw`` [rows, row_bytes] uint8."""
+    """A matrix kept in its GGUF blocks at ``addr``: [rows, row_bytes] bytes."""
 
-    raw: np.ndarray
     info: TensorInfo
     type_id: int
     addr: int
     rows: int
     cols: int
+    row_bytes: int
 
 
 @dataclass
 class FloatMatrix:
-    """A matrix dequantized to float32 [rows, cols] (no quantized kernel for its type)."""
+    """A matrix dequantized to float32 [rows, cols] at ``addr`` (no quantized kernel for its type)."""
 
-    data: np.ndarray
     addr: int
     rows: int
     cols: int
@@ -197,15 +132,13 @@ class FloatMatrix:
 
 @dataclass
 class FloatVector:
-    data: np.ndarray
     addr: int
+    n: int
 
 
 @dataclass
 class RopeTables:
-    cos: np.ndarray      # [n_ctx, half] float32
-    sin: np.ndarray
-    cos_addr: int
+    cos_addr: int        # [n_ctx, half] float32
     sin_addr: int
     half: int
 
@@ -225,7 +158,7 @@ class WasmKVCache:
     """Keys and values per layer: [n_kv_heads, allocated, head_dim] float32, grown by doubling.
 
     Same layout as the numpy backend's cache; growth copies the old positions
-    (after flushing, so no pending command still writes the old arrays).
+    (after flushing, so no pending command still writes the old buffers).
     """
 
     def __init__(self, args: ModelArgs, capacity: int, backend: "WasmBackend"):
@@ -233,31 +166,36 @@ class WasmKVCache:
         self.capacity = capacity
         self._be = backend
         self._hkv, self._hd = args.n_kv_heads, args.head_dim
-        self.k = [np.zeros((self._hkv, 0, self._hd), np.float32) for _ in range(args.n_layers)]
-        self.v = [np.zeros((self._hkv, 0, self._hd), np.float32) for _ in range(args.n_layers)]
+        self._alloc = [0] * args.n_layers        # positions allocated per layer
         self.k_addr = [0] * args.n_layers
         self.v_addr = [0] * args.n_layers
         self.version = 0          # bumped on every growth (recorded steps hold the old addresses)
 
     def reserve(self, layer: int, n: int) -> None:
-        have = self.k[layer].shape[1]
+        have = self._alloc[layer]
         if n <= have:
             return
-        self._be.flush()
+        be = self._be
+        be.flush()
         self.version += 1
         new = min(self.capacity, max(n, 2 * have, KV_MIN_POSITIONS))
-        for store, addrs in ((self.k, self.k_addr), (self.v, self.v_addr)):
-            grown = np.zeros((self._hkv, new, self._hd), np.float32)
-            grown[:, :have] = store[layer]
-            store[layer] = grown
-            addrs[layer] = address(grown)
-            self._be._register(addrs[layer], grown.nbytes)
+        row = self._hd * 4
+        for addrs in (self.k_addr, self.v_addr):
+            old = addrs[layer]
+            addr = be.heap.alloc(self._hkv * new * row)
+            for g in range(self._hkv if have else 0):   # head g's positions move from g * have to g * new
+                be.heap.copy(addr + g * new * row, old + g * have * row, have * row)
+            if old:
+                be.heap.free(old)
+            addrs[layer] = addr
+            be._register(addr, self._hkv * new * row)
+        self._alloc[layer] = new
 
     def allocated(self, layer: int) -> int:
-        return self.k[layer].shape[1]
+        return self._alloc[layer]
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.k) + sum(a.nbytes for a in self.v)
+        return 2 * sum(self._alloc) * self._hkv * self._hd * 4
 
 
 # ------------------------------------------------------------------ backend
@@ -268,10 +206,19 @@ class WasmBackend:
 
     name = "wasm"
 
-    def __init__(self, *, debug: bool = False, kernels: Any = None):
-        self.kernels = kernels if kernels is not None else load_kernels()
-        self._run = self.kernels.run
-        self.arena = Arena()
+    def __init__(self, *, debug: bool = False, kernels: Any = None, threads: Any = None):
+        """``threads``: a started pool (wasm_threads.start_threads) to run on its shared memory; else
+        single-threaded on Pyodide's own memory (zero-copy)."""
+        if threads is not None:
+            self.heap = SharedHeap(threads.memory)
+            self._run = threads.run
+            self.n_threads = int(threads.nth)
+        else:
+            self.kernels = kernels if kernels is not None else load_kernels()
+            self.heap = LocalHeap()
+            self._run = self.kernels.run
+            self.n_threads = 1
+        self.arena = Arena(self.heap)
         self.program = Program()
         self.debug = debug
         self._regions: list[tuple[int, int]] = []   # (start, end) of every registered allocation (debug)
@@ -290,8 +237,7 @@ class WasmBackend:
             self._check_program()
         if self.recording is not None:
             self.recording.programs.append(p.words.tobytes())
-        addr, n = p.words.buffer_info()
-        rc = self._run(addr, n)
+        rc = self._run(self.heap.program_words(p.words), len(p.words))
         if rc:
             cmds = list(p.commands())
             p.clear()
@@ -354,19 +300,26 @@ class WasmBackend:
     def load_matrix(self, info: TensorInfo, raw: np.ndarray):
         rows, cols = info.shape
         type_id = QUANT_KERNELS.get(info.type_name)
-        if type_id is not None:
-            raw = np.ascontiguousarray(raw).reshape(rows, row_nbytes(info.ggml_type, cols))
-            addr = address(raw)
+        if type_id is not None and getattr(info, "packed_rows", 1) == 1:
+            raw = np.ascontiguousarray(raw)
+            addr = self.heap.pin(raw)
             self._register(addr, raw.nbytes)
-            return QuantMatrix(raw, info, type_id, addr, rows, cols)
-        data = np.ascontiguousarray(dequantize(raw, info.ggml_type, info.shape, name=info.name))
-        self._register(address(data), data.nbytes)
-        return FloatMatrix(data, address(data), rows, cols)
+            return QuantMatrix(info, type_id, addr, rows, cols, row_nbytes(info.ggml_type, cols))
+        kw = {"packed_rows": info.packed_rows} if getattr(info, "packed_rows", 1) != 1 else {}
+        data = np.ascontiguousarray(dequantize(raw, info.ggml_type, info.shape, name=info.name, **kw), np.float32)
+        addr = self.heap.pin(data)
+        self._register(addr, data.nbytes)
+        return FloatMatrix(addr, rows, cols)
 
     def load_vector(self, info: TensorInfo, raw: np.ndarray) -> FloatVector:
-        data = np.ascontiguousarray(dequantize(raw, info.ggml_type, info.shape, name=info.name), np.float32)
-        self._register(address(data), data.nbytes)
-        return FloatVector(data, address(data))
+        return self.vector(dequantize(raw, info.ggml_type, info.shape, name=info.name))
+
+    def vector(self, v: np.ndarray) -> FloatVector:
+        """A float32 vector in the kernels' memory (norm weights, biases)."""
+        data = np.ascontiguousarray(v, np.float32).reshape(-1)
+        addr = self.heap.pin(data)
+        self._register(addr, data.nbytes)
+        return FloatVector(addr, data.size)
 
     def load_embedding(self, info: TensorInfo, raw: np.ndarray, *, also_output: bool):
         # A quantized table stays quantized for both uses: rows are dequantized on
@@ -384,9 +337,11 @@ class WasmBackend:
 
     def rope_tables(self, args: ModelArgs, n_ctx: int, freq_factors=None) -> RopeTables:
         cos, sin = (np.ascontiguousarray(t, np.float32) for t in rope_tables(args.rope, n_ctx, freq_factors))
+        addrs = []
         for t in (cos, sin):
-            self._register(address(t), t.nbytes)
-        return RopeTables(cos, sin, address(cos), address(sin), cos.shape[1])
+            addrs.append(self.heap.pin(t))
+            self._register(addrs[-1], t.nbytes)
+        return RopeTables(addrs[0], addrs[1], cos.shape[1])
 
     # ------------------------------------------------------------ moving data in and out
 
@@ -394,7 +349,7 @@ class WasmBackend:
         """A new activation holding a copy of ``a`` (float32); for tests and callers outside the model."""
         a = np.ascontiguousarray(a, np.float32)
         t = self._alloc(a.shape)
-        self.arena.view(t.addr, a.nbytes)[:] = a.reshape(-1).view(np.uint8)
+        self.heap.write(t.addr, a)
         return t
 
     def to_numpy(self, x) -> np.ndarray:
@@ -403,7 +358,11 @@ class WasmBackend:
         if self.recording is not None:
             self.recording.outputs.append(x)
         self.flush()
-        return self.arena.view(x.addr, x.size * 4).view(np.float32).reshape(x.shape).copy()
+        return self.read(x)
+
+    def read(self, x: WasmTensor) -> np.ndarray:
+        """A copy of ``x``'s values (no flush)."""
+        return self.heap.read(x.addr, x.size * 4).view(np.float32).reshape(x.shape)
 
     def _in(self, x) -> WasmTensor:
         return x if isinstance(x, WasmTensor) else self.from_numpy(x)
@@ -412,10 +371,11 @@ class WasmBackend:
 
     def embed_rows(self, table, ids: Sequence[int]) -> np.ndarray:
         """The embedding rows of ``ids`` as float32 [T, D] (dequantized exactly as the numpy backend does)."""
-        ids = np.asarray(ids)
         if isinstance(table, QuantMatrix):
-            return dequantize_rows(table.raw[ids], table.info.ggml_type, table.cols)
-        return table.data[ids]
+            raw = np.stack([self.heap.read(table.addr + int(i) * table.row_bytes, table.row_bytes) for i in ids])
+            return dequantize_rows(raw, table.info.ggml_type, table.cols)
+        return np.stack([self.heap.read(table.addr + int(i) * table.cols * 4, table.cols * 4).view(np.float32)
+                         for i in ids])
 
     def embed(self, table, ids: Sequence[int]) -> WasmTensor:
         x = self.from_numpy(self.embed_rows(table, ids))
@@ -480,9 +440,10 @@ class WasmBackend:
         kc, vc = cache.k_addr[layer], cache.v_addr[layer]
         self._emit("kv_store", k.addr, v.addr, kc, vc, cap, t, pos0, hkv, hd)
         out = self._alloc((t, h * hd))
-        scratch = self._alloc((max(n, cap if self.recording is not None else 0),))  # a replayed step may attend to up to cap
+        stride = max(n, cap if self.recording is not None else 0)  # a replayed step may attend to up to cap
+        scratch = self._alloc((self.n_threads * stride,))          # one row per thread
         self._emit("attention", q.addr, kc, vc, cap, t, pos0, h, hkv, hd, f32_bits(float(np.float32(1.0 / np.sqrt(hd)))),
-                   out.addr, scratch.addr, n)
+                   out.addr, scratch.addr, stride)
         return out
 
     def swiglu(self, gate, up) -> WasmTensor:
@@ -507,7 +468,8 @@ class WasmBackend:
 
     def memory(self) -> dict:
         """Bytes this backend holds in the WASM heap, by kind (weights are counted by the model)."""
-        return {"arena": self.arena.nbytes, "flushes": self.flushes}
+        return {"arena": self.arena.chunk_bytes, "heap": self.heap.nbytes, "threads": self.n_threads,
+                "flushes": self.flushes}
 
 
 def _spans(op: str, a: dict) -> list[tuple[int, int, int]]:
@@ -541,7 +503,7 @@ def _spans(op: str, a: dict) -> list[tuple[int, int, int]]:
         t, h, hkv, hd = a["T"], a["H"], a["Hkv"], a["hd"]
         c = hkv * a["cap"] * hd * 4
         return [(a["q"], t * h * hd * 4, 4), (a["kc"], c, 4), (a["vc"], c, 4), (a["out"], t * h * hd * 4, 4),
-                (a["scratch"], (a["pos0"] + t) * 4, 4)]
+                (a["scratch"], (a["pos0"] + t) * 4, 4), (a["scratch"], a["scratch_stride"] * 4, 4)]
     if op == "swiglu":
         n = a["n"] * 4
         return [(a["g"], n, 4), (a["u"], n, 4), (a["out"], n, 4)]

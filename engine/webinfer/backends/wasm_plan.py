@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ContextOverflowError, WasmKernelError
-from .wasm_backend import Recording, WasmBackend, WasmKVCache, address
+from .wasm_backend import Recording, WasmBackend, WasmKVCache
 
 PLANNED_MAX_TOKENS = 1   # forward passes of at most this many tokens are planned (decode)
 
@@ -99,26 +99,33 @@ class WasmPlannedModel:
             return logits, None   # not a single self-contained program: run this shape unplanned
         words = np.frombuffer(rec.programs[0], dtype=np.int32).copy()
         x, table = rec.inputs[0]
-        plan = _Plan(words, address(words), np.asarray(rec.pos_words, dtype=np.int64), rec, cache, cache.version,
+        plan = _Plan(words, be.heap.pin(words), np.asarray(rec.pos_words, dtype=np.int64), rec, cache, cache.version,
                      rope, x.addr, table, rec.outputs[0])
         return logits, plan
 
     def _replay(self, plan: _Plan, ids, pos0: int) -> np.ndarray:
         be = self.be
         be.flush()
-        rows = be.embed_rows(plan.input_table, ids)
-        be.arena.view(plan.input_addr, rows.nbytes)[:] = rows.reshape(-1).view(np.uint8)
+        be.heap.write(plan.input_addr, be.embed_rows(plan.input_table, ids))
         plan.words[plan.pos_words] = pos0
+        if be.heap.shared:   # the words live in the shared memory: copy the patched program in
+            be.heap.write(plan.addr, plan.words)
         rc = be._run(plan.addr, len(plan.words))
         if rc:
             raise WasmKernelError(f"the kernels rejected command {rc - 1} of a planned step", command=rc - 1)
-        out = plan.output
-        return be.arena.view(out.addr, out.size * 4).view(np.float32).reshape(out.shape).copy()
+        return be.read(plan.output)
 
 
-def load_wasm(gguf, progress=None, *, debug: bool = False) -> WasmPlannedModel:
-    """The model of ``gguf`` on the wasm backend, with planned decoding (what ``Engine(backend="wasm")`` uses)."""
+def load_wasm(gguf, progress=None, *, debug: bool = False, threads: Any = "auto") -> WasmPlannedModel:
+    """The model of ``gguf`` on the wasm backend, with planned decoding (what ``Engine(backend="wasm")`` uses).
+
+    ``threads``: a started pool, None (one thread), or "auto": the pool that
+    ``await wasm_threads.start_threads()`` started, if any.
+    """
     from ..model import load_model
+    from .wasm_threads import current_pool
 
-    backend = WasmBackend(debug=debug)
+    if threads == "auto":
+        threads = current_pool()
+    backend = WasmBackend(debug=debug, threads=threads)
     return WasmPlannedModel(load_model(gguf, backend, progress), backend)
