@@ -42,6 +42,7 @@ SCHEMA_VERSION = 1
 DB_ENV = "WEBINFER_BENCH_DB"
 DEFAULT_DB_NAME = "webinfer.sqlite"
 DEFAULT_LOG_NAME = "runs.jsonl"
+FOREIGN_CONVERTER_VERSION = 2  # bump when from_foreign() changes: imported files are converted again
 
 MIGRATIONS: list[str] = [
     # 0 -> 1
@@ -140,6 +141,20 @@ def iso_utc(text: str) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def browser_name(ua: str | None) -> str | None:
+    """"Chromium 156.0.0.0" from a user agent string (other values unchanged)."""
+    if not ua or "Mozilla/" not in ua:
+        return ua
+    import re
+
+    for pat, name in ((r"Firefox/([\d.]+)", "Firefox"), (r"(?:HeadlessChrome|Chrome|Chromium)/([\d.]+)", "Chromium"),
+                      (r"Version/([\d.]+).*Safari", "Safari")):
+        m = re.search(pat, ua)
+        if m:
+            return f"{name} {m.group(1)}"
+    return ua
+
+
 def _line_id(line: str) -> str:
     return "imp-" + hashlib.sha256(line.strip().encode()).hexdigest()[:32]
 
@@ -181,11 +196,14 @@ class ResultsDB:
 
     # -------------------------------------------------------------- writing
 
-    def add(self, record: dict, *, log: bool = True) -> bool:
-        """Insert one record (ignored if its id is already there); append it to the log. True if new."""
+    def add(self, record: dict, *, log: bool = True, replace: bool = False) -> bool:
+        """Insert one record (ignored if its id is already there, unless ``replace``); append it to the
+        log. True if it was written."""
         rec = normalize(record)
         c = rec["commit"] or {}
         with self.conn:
+            if replace:
+                self.conn.execute("DELETE FROM runs WHERE id = ?", (rec["id"],))
             cur = self.conn.execute(
                 "INSERT OR IGNORE INTO runs (id, suite_id, time, commit_sha, commit_short, commit_time, dirty, engine,"
                 " engine_version, target, runtime, browser, backend, model, quant, profile, threads, machine_id,"
@@ -214,7 +232,8 @@ class ResultsDB:
         """
         path = Path(path)
         data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
+        # the converter's version is part of the key: a better conversion re-imports old files
+        digest = hashlib.sha256(data).hexdigest() + f":{FOREIGN_CONVERTER_VERSION}"
         key = str(path.resolve())
         if self.conn.execute("SELECT 1 FROM imports WHERE path = ? AND sha256 = ?", (key, digest)).fetchone():
             return 0
@@ -226,9 +245,10 @@ class ResultsDB:
                 obj = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            rec = from_foreign(obj, _line_id(line), source=path.name) if obj.get("schema") != RECORD_SCHEMA else obj
+            ours = obj.get("schema") == RECORD_SCHEMA
+            rec = obj if ours else from_foreign(obj, _line_id(line), source=path.name)
             if rec is not None:
-                added += self.add(rec, log=False)
+                added += self.add(rec, log=False, replace=not ours)
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO imports (path, sha256, rows, time) VALUES (?,?,?,datetime('now'))",
                               (key, digest, added))
@@ -328,7 +348,7 @@ def from_foreign(obj: dict, rid: str, *, source: str = "") -> dict | None:
     return {
         "schema": RECORD_SCHEMA, "id": rid, "suite_id": rid, "time": time_, "commit": commit or {},
         "engine": obj.get("engine", "webinfer"), "engine_version": (obj.get("versions") or {}).get("webinfer"),
-        "target": bench, "runtime": obj.get("runtime", runtime), "browser": obj.get("browser"),
+        "target": bench, "runtime": obj.get("runtime", runtime), "browser": browser_name(obj.get("browser")),
         "backend": obj.get("backend") or "numpy", "model": model, "model_file": obj.get("model"),
         "quant": obj.get("quant"), "profile": obj.get("profile"), "threads": obj.get("threads"),
         "status": "ok", "error": None,

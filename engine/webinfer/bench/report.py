@@ -146,6 +146,7 @@ def history_table(records: list[dict], machine_id: str, model: str, suite: str) 
         by_commit[c][r["target"]] = r
         order[c] = r["time"]
     commits = sorted(order, key=order.get)[-HISTORY_COMMITS:]
+    imported = False
     targets = sorted({t for c in commits for t in by_commit[c]}, key=lambda t: (t != baseline_name(), t))
     if not commits:
         return []
@@ -161,8 +162,14 @@ def history_table(records: list[dict], machine_id: str, model: str, suite: str) 
             cell = f"{r['metrics']['decode_tps']['median']:.3g}"
             if ratio and t != baseline_name():
                 cell += f" ({ratio:.2f}x)"
+            if not analysis.from_harness(r):
+                cell += " *"
+                imported = True
             cells.append(cell)
         rows.append(f"| `{c}` | {order[c][:10]} | " + " | ".join(cells) + " |")
+    if imported:
+        rows.append("\n\\* imported from an older benchmark script's JSON lines (bench/results/*.jsonl): its own "
+                    "protocol and thread count, so not a point of the harness's series.")
     return rows
 
 
@@ -217,7 +224,8 @@ def render(records: list[dict]) -> str:
         out.append("| webinfer target | peer | decode | prefill | TTFT (peer / ours) |")
         out.append("| --- | --- | --- | --- | --- |")
         for o in ours:
-            for p in peers:
+            # a browser target against the browser peers, a native one against native peers (else all)
+            for p in [p for p in peers if p["runtime"] == o["runtime"]] or peers:
                 om, pm = o["metrics"], p["metrics"]
                 d = om["decode_tps"]["median"] / pm["decode_tps"]["median"] if pm["decode_tps"]["median"] else 0
                 f = om["prefill_tps"]["median"] / pm["prefill_tps"]["median"] if pm["prefill_tps"]["median"] else 0
