@@ -131,3 +131,13 @@ def test_imported_lines_do_not_hide_the_latest_harness_run():
     recs = history(2)
     foreign = {**recs[0], "id": "imp-1", "suite_id": "imp-1", "time": "2026-02-01T00:00:00Z", "protocol": {}}
     assert {r["suite_id"] for r in analysis.latest_suite(recs + [foreign])} == {"suite1"}
+
+
+def test_recommendations_choose_among_the_quantizations_of_a_model():
+    base = [r for r in history(1) if r["target"] == "cpython-numpy"][0]
+    big = {**base, "id": "q8", "model": "M.Q8_0", "model_title": "M", "quant": "Q8_0",
+           "metrics": {"decode_tps": metric("decode_tps", [20.0]), "peak_rss_mb": metric("peak_rss_mb", [900.0])}}
+    small = {**base, "id": "q4", "model": "M.Q4_0", "model_title": "M", "quant": "Q4_0",
+             "metrics": {"decode_tps": metric("decode_tps", [15.0]), "peak_rss_mb": metric("peak_rss_mb", [500.0])}}
+    assert [r["quant"] for r in analysis.recommendations([big, small], 1000)] == ["Q8_0"]
+    assert [r["quant"] for r in analysis.recommendations([big, small], 600)] == ["Q4_0"]

@@ -57,8 +57,8 @@
   // As analysis.suite_of: runs are compared within one suite (protocol) only.
   const suiteOf = (r) => (r.protocol && r.protocol.suite) || ((r.protocol && r.protocol.decode_tokens) >= 64 ? "full" : "other");
 
-  function filtered() {
-    const model = $("f-model").value, machine = $("f-machine").value, suite = $("f-suite").value;
+  function filtered({ anyModel = false } = {}) {
+    const model = anyModel ? "" : $("f-model").value, machine = $("f-machine").value, suite = $("f-suite").value;
     return DATA.records.filter((r) => (!model || r.model === model) && (!machine || machineOf(r) === machine) &&
       (!suite || suiteOf(r) === suite));
   }
@@ -233,7 +233,7 @@
     for (const r of latest.values()) {
       const mem = memoryOf(r);
       if (mem != null && mem > budget) continue;
-      const k = r.model + "|" + machineOf(r);
+      const k = (r.model_title || r.model) + "|" + machineOf(r);  // every quantization of one model
       if (!best.has(k) || r.metrics[name].median > best.get(k).metrics[name].median) best.set(k, r);
     }
     const tb = $("recommendations").tBodies[0];
@@ -242,7 +242,7 @@
     if (!best.size) { tb.append(el("tr", {}, el("td", { colspan: 6, text: `nothing measured fits ${budget} MB` }))); return; }
     for (const r of best.values()) {
       const mem = memoryOf(r);
-      tb.append(el("tr", { onclick: () => showRecord(r, "recommendation") }, el("td", { text: r.model }),
+      tb.append(el("tr", { onclick: () => showRecord(r, "recommendation") }, el("td", { text: r.model_title || r.model }),
         el("td", { text: r.target + (r.profile ? ` [${r.profile}]` : "") }), el("td", { text: r.backend }),
         el("td", { text: r.quant || "?" }), el("td", { text: fmt(r.metrics[name].median) + " tok/s" }),
         el("td", { text: mem == null ? "–" : fmt(mem) + " MB" })));
@@ -315,7 +315,7 @@
     for (const spec of TIME_CHARTS) timeChart(spec, records, 400);
     acrossChart(records, Math.max(400, Math.floor($("chart-across").getBoundingClientRect().width) - 12));
     regressionsTable(records);
-    recommendationsTable(records);
+    recommendationsTable(filtered({ anyModel: true }));  // every model and quantization
     compatTables(records);
   }
 
@@ -351,7 +351,7 @@
     for (const id of ["f-model", "f-machine", "f-suite", "f-ratio", "f-metric", "f-budget", "f-rec-metric"]) {
       $(id).addEventListener("change", render);
     }
-    $("f-budget").addEventListener("input", () => recommendationsTable(filtered()));
+    $("f-budget").addEventListener("input", () => recommendationsTable(filtered({ anyModel: true })));
     let resizeTimer = null;
     window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(render, 200); });
     render();

@@ -236,9 +236,14 @@ def memory_mb(rec: dict) -> float | None:
     return None
 
 
+def model_family(rec: dict) -> str:
+    """What the quantizations of one model share: the GGUF's general.name, else the file's stem."""
+    return rec.get("model_title") or rec.get("model") or "?"
+
+
 def recommendations(records: list[dict], budget_mb: float, metric: str = "decode_tps") -> list[dict]:
-    """Per model (and machine): the fastest webinfer configuration whose memory fits ``budget_mb``,
-    from each target's latest ok run."""
+    """Per model (all its quantizations together) and machine: the fastest webinfer configuration
+    (target, profile, quant) whose memory fits ``budget_mb``, from each series' latest ok run."""
     latest: dict[tuple, dict] = {}
     for r in sorted(ok(records), key=lambda r: r["time"]):
         if r.get("engine") == "webinfer" and metric in r["metrics"]:
@@ -248,9 +253,9 @@ def recommendations(records: list[dict], budget_mb: float, metric: str = "decode
         mem = memory_mb(r)
         if mem is not None and mem > budget_mb:
             continue
-        k = (r["model"], (r.get("machine") or {}).get("id"))
+        k = (model_family(r), (r.get("machine") or {}).get("id"))
         if k not in best or r["metrics"][metric]["median"] > best[k]["metrics"][metric]["median"]:
             best[k] = r
-    return [{"model": r["model"], "target": r["target"], "backend": r["backend"], "runtime": r["runtime"],
+    return [{"model": model_family(r), "file": r["model"], "target": r["target"], "backend": r["backend"], "runtime": r["runtime"],
              "profile": r.get("profile"), "quant": r.get("quant"), "value": r["metrics"][metric]["median"],
              "memory_mb": memory_mb(r), "run_id": r["id"]} for r in best.values()]

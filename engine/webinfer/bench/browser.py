@@ -207,8 +207,10 @@ def run_webinfer(server: PageServer, target, protocol: dict, model_url: str,
     if gpu:
         metrics["gpu_buffer_mb"] = metric("gpu_buffer_mb", [gpu / MiB])
     boot = r["loads"][-1].get("boot") or {}
+    profile = (r.get("capabilities") or {}).get("profile")
     return {
         "browser": version,
+        "profile": profile.get("name") if isinstance(profile, dict) else profile,
         "metrics": metrics,
         "protocol": {"decode_prompt_tokens": r["decode"][0]["prompt_tokens"],
                      "prefill_tokens": r["prefill"][0]["prompt_tokens"]},

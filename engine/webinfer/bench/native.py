@@ -114,6 +114,7 @@ def measure_webinfer(opts: dict) -> dict:
     gpu_peak = gpu.peak if gpu is not None and gpu.installed else 0
     capability = detect_capability(engine, open_device=opts.get("backend", "numpy") != "numpy")
     backend = engine.backend_name
+    profile = getattr(getattr(engine.model, "profile", None), "name", None)  # the WebGPU run profile
     # More load samples, after the peak was read (two models alive at once would inflate it).
     for _ in range(opts["runs"] - 1):
         del engine
@@ -133,6 +134,7 @@ def measure_webinfer(opts: dict) -> dict:
         },
         "protocol": {"decode_prompt_tokens": len(decode_ids), "prefill_tokens": len(prefill_ids)},
         "backend_loaded": backend,
+        "profile": profile,
         "extra": {"text": decode[0]["text"], "decode_runs": decode, "prefill_runs": prefill},
         "capability": capability,
         "versions": python_versions(),

@@ -8,7 +8,9 @@ of the ``runs`` table with its ``metrics``)::
     engine, engine_version             "webinfer" | "wllama" | "llama.cpp"
     target                             the configuration's name (targets.py), e.g. "chromium-numpy"
     runtime, browser, backend          "cpython" | "chromium"; "Chromium 156.0..." or null; "numpy", ...
-    model, model_file, model_sha256, quant, profile, threads
+    model, model_title, model_file, model_sha256, quant, profile, threads
+                                       (model: the file's stem; model_title: general.name, shared by
+                                       the quantizations of one model)
     status, error                      "ok" | "failed" | "skipped"; why, when not ok
     protocol {...}                     prompts, token counts, runs, n_ctx
     metrics {name: {median, min, max, n, values, unit}}
@@ -166,7 +168,8 @@ def new_record(*, suite_id: str, target: str, engine: str, runtime: str, backend
         "schema": RECORD_SCHEMA, "id": new_id(), "suite_id": suite_id, "time": now_iso(),
         "commit": commit, "engine": engine, "engine_version": engine_version, "target": target,
         "runtime": runtime, "browser": browser, "backend": backend,
-        "model": model.get("name"), "model_file": model.get("file"), "model_sha256": model.get("sha256"),
+        "model": model.get("name"), "model_title": model.get("title"), "model_file": model.get("file"),
+        "model_sha256": model.get("sha256"),
         "quant": model.get("quant"), "profile": profile, "threads": threads,
         "status": "failed", "error": None, "protocol": protocol, "metrics": {},
         "capability": {}, "versions": {}, "machine": machine, "extra": {},

@@ -90,7 +90,7 @@ def run_suite(targets: list[Target], protocol: dict, model_path: Path, db: Resul
                             rec[k] = result[k]
                     rec["extra"].update(result.get("extra") or {})
                     rec["protocol"].update(result.get("protocol") or {})
-                    for k in ("browser", "engine_version", "threads"):
+                    for k in ("browser", "engine_version", "threads", "profile"):
                         if result.get(k) is not None:
                             rec[k] = result[k]
                 except Exception as e:  # noqa: BLE001 - one broken target must not lose the others
