@@ -169,3 +169,18 @@ def test_method_errors(tiny_tied, tiny_imatrix, tmp_path):
         quantize_model(tiny_tied, tmp_path / "o.gguf", "Q4_K", method="gptq")
     with pytest.raises(QuantizeError, match="unknown method 'best'"):
         quantize_model(tiny_tied, tmp_path / "o.gguf", "Q4_K", imatrix=tiny_imatrix, method="best")
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name,budget", [("W4", 4.5), ("W3", 3.5), ("W2", 2.7)])
+def test_own_mixes_meet_their_budgets_on_the_default_model(default_gguf, name, budget):
+    from webinfer.formats.ggml_types import BLOCK_LAYOUTS
+
+    r = get_recipe(name)
+    n_bytes = n_weights = 0
+    for t in default_gguf:
+        typ = t.ggml_type if len(t.shape) < 2 else GGMLType[r.type_for(t.name, 30)]
+        lay = BLOCK_LAYOUTS[typ]
+        n_bytes += t.n_elements // lay.block_elems * lay.block_bytes
+        n_weights += t.n_elements
+    assert budget - 0.01 < 8 * n_bytes / n_weights <= budget

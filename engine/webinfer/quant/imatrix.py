@@ -168,6 +168,23 @@ class _RecordingBackend(NumpyBackend):
         return super().linear(x, w, b)
 
 
+def calibration_windows(texts: Sequence[Sequence[int]], *, ctx: int = 512, n_chunks: int = 32) -> list[int]:
+    """Token ids of ``n_chunks`` windows of ``ctx``, taken in equal shares from the start of each text.
+
+    Windows never cross from one text into the next.  Mixing genres pays: on the default model,
+    GPTQ calibrated on 16 windows of a technical text plus 16 of a play scored alice29 at +39%
+    (3.5 bpw mix) against +51% with 32 windows of the technical text alone (docs/quantization.md).
+    """
+    if not texts:
+        raise InvalidArgumentError("no calibration text given")
+    share = max(1, n_chunks // len(texts))
+    out: list[int] = []
+    for ids in texts:
+        n = min(share, len(ids) // ctx)
+        out.extend(ids[: n * ctx])
+    return out
+
+
 def collect_imatrix(g: GGUFFile, token_ids: Sequence[int], *, ctx: int = 512, n_chunks: int | None = None,
                     with_cov: bool = False, dataset: str = "",
                     progress: Callable[[int, int, float], None] | None = None) -> Imatrix:

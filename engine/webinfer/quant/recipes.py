@@ -8,15 +8,17 @@ where llama.cpp falls back to a 32-wide type because a row is not a multiple
 of 256, webinfer packs rows instead (formats/packing.py) and keeps the
 intended type.  The ``W*`` recipes are webinfer's own, tuned on the default
 model for a bits-per-weight budget (docs/quantization.md gives the
-measurements behind them).
+measurements behind them); they live in data/recipes.json.
 
 1-D tensors (norms, biases) always stay as they are (F32).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from ..formats.quantize import QUANTIZABLE_TYPES, QuantizeError
@@ -87,12 +89,33 @@ _LLAMA_MIXES = {
                    "llama.cpp's Q2_K mix (attn_v, attn_output, ffn_down in Q3_K)"),
 }
 
-# webinfer's own mixes for the bits-per-weight goals of issue 5 (whole file, embedding included).
-_OWN_MIXES = {
-    "W4": Recipe("W4", "Q4_K", {}, "every matrix Q4_K (4.5 bpw): packed rows keep the source's 4-bit grid"),
-}
+def _load_own_mixes() -> dict[str, Recipe]:
+    """webinfer's budgeted mixes (data/recipes.json: how they were chosen is written there)."""
+    data = json.loads((Path(__file__).resolve().parent.parent / "data" / "recipes.json").read_text())
+    out = {}
+    for name, r in data.items():
+        if name.startswith("_"):
+            continue
+        overrides: dict = {}
+        for key, typ in r["overrides"].items():
+            _add_override(overrides, r["default"], key, typ)
+        out[name] = Recipe(name, r["default"], overrides, r.get("note", ""))
+    return out
 
-RECIPES: dict[str, Recipe] = {**_LLAMA_MIXES, **_OWN_MIXES}
+
+def _add_override(overrides: dict, default: str, key: str, typ: str) -> None:
+    """``key`` is CATEGORY or CATEGORY@A-B (layers A..B); later keys win."""
+    cat, _, layers = key.partition("@")
+    if not layers:
+        overrides[cat] = typ
+        return
+    lo, _, hi = layers.partition("-")
+    lo, hi = int(lo), int(hi or lo)
+    prev = overrides.get(cat, default)
+    overrides[cat] = lambda i, n, prev=prev: typ if lo <= i <= hi else (prev(i, n) if callable(prev) else prev)
+
+
+RECIPES: dict[str, Recipe] = {**_LLAMA_MIXES, **_load_own_mixes()}
 
 
 CATEGORIES = ("token_embd", "output", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -120,18 +143,12 @@ def get_recipe(spec: str) -> Recipe:
         return rec
     overrides = dict(rec.overrides)
     for item in extra:
-        cat, _, typ = item.partition("=")
-        cat, _, layers = cat.partition("@")
+        key, _, typ = item.partition("=")
+        cat, _, layers = key.partition("@")
         typ = typ.strip().upper()
-        if cat not in CATEGORIES or typ not in names:
+        lo, _, hi = layers.partition("-")
+        if cat not in CATEGORIES or typ not in names or (layers and not (lo.isdigit() and (hi or lo).isdigit())):
             raise QuantizeError(f"bad override {item!r}: want CATEGORY[@A-B]=TYPE with CATEGORY one of "
                                 f"{', '.join(CATEGORIES)} and TYPE one of {', '.join(sorted(names))}")
-        if layers:
-            lo, _, hi = layers.partition("-")
-            lo, hi = int(lo), int(hi or lo)
-            prev = overrides.get(cat, rec.default)
-            overrides[cat] = (lambda prev, lo, hi, typ: lambda i, n: typ if lo <= i <= hi else
-                              (prev(i, n) if callable(prev) else prev))(prev, lo, hi, typ)
-        else:
-            overrides[cat] = typ
+        _add_override(overrides, rec.default, key, typ)
     return Recipe(spec, rec.default, overrides, rec.note + " with overrides")
