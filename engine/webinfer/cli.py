@@ -291,18 +291,19 @@ def cmd_quantize(ns) -> int:
 def cmd_imatrix(ns) -> int:
     from .formats.gguf import GGUFFile
     from .models import resolve_model
-    from .quant.imatrix import collect_imatrix
+    from .quant.imatrix import calibration_windows, collect_imatrix
     from .tokenizer import Tokenizer
 
-    text = _read_text(ns.text)
     with GGUFFile.open(resolve_model(ns.model)) as g:
-        ids = Tokenizer.from_gguf_metadata(g.metadata).encode(text, add_special=False, parse_special=False)
+        tok = Tokenizer.from_gguf_metadata(g.metadata)
+        texts = [tok.encode(_read_text(t), add_special=False, parse_special=False) for t in ns.text]
+        ids = calibration_windows(texts, ctx=ns.ctx, n_chunks=ns.chunks or 1 << 30)
 
         def show(i: int, n: int, s: float) -> None:
             print(f"\rwindow {i}/{n}  {s:.0f} s", end="", file=sys.stderr, flush=True)
 
-        m = collect_imatrix(g, ids, ctx=ns.ctx, n_chunks=ns.chunks or None, with_cov=ns.cov,
-                            dataset=ns.text.replace("\\", "/").rsplit("/", 1)[-1], progress=show)
+        m = collect_imatrix(g, ids, ctx=ns.ctx, with_cov=ns.cov, progress=show,
+                            dataset=" + ".join(t.replace("\\", "/").rsplit("/", 1)[-1] for t in ns.text))
     print(file=sys.stderr)
     m.save(ns.output)
     print(f"{ns.output}: {len(m.sum2)} matrices, {m.chunk_count} windows of {m.chunk_size} tokens"
@@ -377,10 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run MODEL over TEXT in windows of --ctx tokens and store the mean squared "
                                     "input of every matrix (llama.cpp's GGUF imatrix format).")
     im.add_argument("model", help="GGUF file or known model name")
-    im.add_argument("text", help="UTF-8 calibration text (never the evaluation text)")
+    im.add_argument("text", nargs="+", help="UTF-8 calibration text(s), windows taken in equal shares from each "
+                                            "(never the evaluation text; mixing genres helps)")
     im.add_argument("-o", "--output", required=True, help="imatrix file to write (.gguf)")
     im.add_argument("--ctx", type=int, default=512, help="window length in tokens (default 512)")
-    im.add_argument("--chunks", type=int, default=32, help="windows to run at most (default 32; 0 = all)")
+    im.add_argument("--chunks", type=int, default=32, help="windows to run in all (default 32; 0 = all)")
     im.add_argument("--cov", action="store_true", help="also store full input covariances (for --method gptq; "
                                                        "about 400 MB for the default model)")
     im.set_defaults(func=cmd_imatrix)
