@@ -300,7 +300,7 @@ def debug_mode_rejects_out_of_bounds():
 
     be = backend(debug=True)
     x = be.from_numpy(np.ones((1, 8), np.float32))
-    be._emit("add", x.addr, x.addr + (1 << 24), 8)   # b points far past every allocation
+    be._emit("add", x.addr, x.addr + (1 << 24), 1, 8)   # b points far past every allocation
     try:
         be.flush()
     except WasmKernelError as e:

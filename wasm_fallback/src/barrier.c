@@ -14,7 +14,8 @@
 
 #ifdef WEBINFER_THREADS
 
-#define SPINS 20000               /* about 50 us of spinning before sleeping */
+#define SPINS 4000                /* about 10 us of spinning before sleeping: short, because on a
+                                     busy machine the spinner may hold the core the others need */
 #define SLEEP_NS 10000000LL       /* a sleeper re-checks every 10 ms even if a wake-up were lost */
 
 /* The wait lives in its own function on purpose: with memory.atomic.wait32

@@ -54,7 +54,7 @@ from ..formats.quants import dequantize, dequantize_rows, row_nbytes
 from ..model.args import ModelArgs
 from .rope import rope_tables
 from .wasm_memory import Arena, LocalHeap, SharedHeap, address
-from .wasm_program import POS_WORD, QBLOCK, Program, f32_bits
+from .wasm_program import NO_BARRIER, OPS, POS_WORD, QBLOCK, TOKEN_SPLIT, Program, f32_bits
 
 # ggml type name -> the type id matmul_q.c dispatches on (ggml's own ids)
 QUANT_KERNELS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
@@ -225,6 +225,8 @@ class WasmBackend:
         self._region_set: set[tuple[int, int]] = set()
         self.flushes = 0
         self.recording: Recording | None = None     # set by wasm_plan while it records a step
+        self._prev: int | None = None               # threads: first word of the last command
+        self._group: list = []                      # threads: (spans, token split) of the commands since the last barrier
 
     # ------------------------------------------------------------ running
 
@@ -238,12 +240,12 @@ class WasmBackend:
         if self.recording is not None:
             self.recording.programs.append(p.words.tobytes())
         rc = self._run(self.heap.program_words(p.words), len(p.words))
+        cmds = list(p.commands()) if rc else []
+        p.clear()
+        self._prev, self._group = None, []
         if rc:
-            cmds = list(p.commands())
-            p.clear()
             raise WasmKernelError(f"the kernels rejected command {rc - 1}: {cmds[rc - 1] if rc <= len(cmds) else '?'}",
                                   command=rc - 1)
-        p.clear()
         self.arena.flushed()
         self.flushes += 1
 
@@ -263,6 +265,17 @@ class WasmBackend:
         start = self.program.emit(op, *args)
         if self.recording is not None and op in POS_WORD:
             self.recording.pos_words.append(start + POS_WORD[op])
+        if self.n_threads > 1:
+            # threads meet after a command only when the next one touches what it (or the
+            # commands since the last meeting) wrote, or writes what they read
+            a = dict(zip(OPS[op][1], args))
+            cmd = (_spans(op, a), a["T"] if op in TOKEN_SPLIT else None)
+            if self._prev is not None and not any(_conflict(g, cmd) for g in self._group):
+                self.program.words[self._prev] |= NO_BARRIER
+                self._group.append(cmd)
+            else:
+                self._group = [cmd]
+            self._prev = start
 
     # ------------------------------------------------------------ debug checks
 
@@ -285,7 +298,7 @@ class WasmBackend:
             if op in ("kv_store", "attention") and a["pos0"] + a["T"] > a["cap"]:
                 raise WasmKernelError(f"command {idx} ({op}): positions up to {a['pos0'] + a['T']} "
                                       f"in a cache of {a['cap']}", command=idx)
-            for ptr, nbytes, align in _spans(op, a):
+            for ptr, nbytes, align, _ in _spans(op, a):
                 if not nbytes:
                     continue
                 if ptr % align:
@@ -449,12 +462,14 @@ class WasmBackend:
     def swiglu(self, gate, up) -> WasmTensor:
         gate, up = self._in(gate), self._in(up)
         out = self._alloc(gate.shape)
-        self._emit("swiglu", gate.addr, up.addr, out.addr, gate.size)
+        t = gate.shape[0]
+        self._emit("swiglu", gate.addr, up.addr, out.addr, t, gate.size // t)
         return out
 
     def add(self, a, b) -> WasmTensor:
         a, b = self._in(a), self._in(b)
-        self._emit("add", a.addr, b.addr, a.size)
+        t = a.shape[0]
+        self._emit("add", a.addr, b.addr, t, a.size // t)
         a.root.quant = None
         return a
 
@@ -472,44 +487,69 @@ class WasmBackend:
                 "flushes": self.flushes}
 
 
-def _spans(op: str, a: dict) -> list[tuple[int, int, int]]:
-    """(address, bytes touched, alignment required) of every pointer argument of a command (debug checks)."""
+def _spans(op: str, a: dict) -> list[tuple[int, int, int, bool]]:
+    """(address, bytes touched, alignment required, written?) of every pointer argument of a command.
+
+    Used by the debug checks (bounds, alignment) and, with threads, to let
+    independent neighbouring commands run without a barrier between them.
+    """
     if op == "rmsnorm":
         n = a["T"] * a["D"] * 4
-        return [(a["x"], n, 4), (a["w"], a["D"] * 4, 4), (a["out"], n, 4)]
+        return [(a["x"], n, 4, False), (a["w"], a["D"] * 4, 4, False), (a["out"], n, 4, True)]
     if op == "quant":
         t, k = a["T"], a["K"]
         nb = k // QBLOCK
-        return [(a["x"], t * k * 4, 4), (a["qx"], t * k * 2, 2), (a["dx"], t * nb * 4, 4),
-                (a["sx"], t * nb * 4, 4), (a["isx"], t * nb * 4, 4)]
+        return [(a["x"], t * k * 4, 4, False), (a["qx"], t * k * 2, 2, True), (a["dx"], t * nb * 4, 4, True),
+                (a["sx"], t * nb * 4, 4, True), (a["isx"], t * nb * 4, 4, True)]
     if op == "matmul_q":
         t, k, rows = a["T"], a["K"], a["rows"]
         nb = k // QBLOCK
         wbytes = rows * {2: 18, 3: 20, 8: 34, 12: 144, 14: 210}[a["type"]] * k // (256 if a["type"] in (12, 14) else 32)
-        return [(a["w"], wbytes, 1), (a["qx"], t * k * 2, 2), (a["dx"], t * nb * 4, 4), (a["sx"], t * nb * 4, 4),
-                (a["isx"], t * nb * 4, 4), (a["y"], ((t - 1) * a["ldy"] + rows) * 4, 4)]
+        return [(a["w"], wbytes, 1, False), (a["qx"], t * k * 2, 2, False), (a["dx"], t * nb * 4, 4, False),
+                (a["sx"], t * nb * 4, 4, False), (a["isx"], t * nb * 4, 4, False),
+                (a["y"], ((t - 1) * a["ldy"] + rows) * 4, 4, True)]
     if op == "matmul_f32":
         t, k, rows = a["T"], a["K"], a["rows"]
-        return [(a["w"], rows * k * 4, 4), (a["x"], t * k * 4, 4), (a["y"], ((t - 1) * a["ldy"] + rows) * 4, 4)]
+        return [(a["w"], rows * k * 4, 4, False), (a["x"], t * k * 4, 4, False),
+                (a["y"], ((t - 1) * a["ldy"] + rows) * 4, 4, True)]
     if op == "rope":
         t, half = a["T"], a["half"]
         tab = (a["pos0"] + t) * half * 4
-        return [(a["x"], t * a["H"] * a["hd"] * 4, 4), (a["cos"], tab, 4), (a["sin"], tab, 4)]
+        return [(a["x"], t * a["H"] * a["hd"] * 4, 4, True), (a["cos"], tab, 4, False), (a["sin"], tab, 4, False)]
     if op == "kv_store":
         t, hkv, hd = a["T"], a["Hkv"], a["hd"]
         c = hkv * a["cap"] * hd * 4
-        return [(a["k"], t * hkv * hd * 4, 4), (a["v"], t * hkv * hd * 4, 4), (a["kc"], c, 4), (a["vc"], c, 4)]
+        return [(a["k"], t * hkv * hd * 4, 4, False), (a["v"], t * hkv * hd * 4, 4, False), (a["kc"], c, 4, True),
+                (a["vc"], c, 4, True)]
     if op == "attention":
         t, h, hkv, hd = a["T"], a["H"], a["Hkv"], a["hd"]
         c = hkv * a["cap"] * hd * 4
-        return [(a["q"], t * h * hd * 4, 4), (a["kc"], c, 4), (a["vc"], c, 4), (a["out"], t * h * hd * 4, 4),
-                (a["scratch"], (a["pos0"] + t) * 4, 4), (a["scratch"], a["scratch_stride"] * 4, 4)]
+        return [(a["q"], t * h * hd * 4, 4, False), (a["kc"], c, 4, False), (a["vc"], c, 4, False),
+                (a["out"], t * h * hd * 4, 4, True), (a["scratch"], (a["pos0"] + t) * 4, 4, True),
+                (a["scratch"], a["scratch_stride"] * 4, 4, True)]
     if op == "swiglu":
-        n = a["n"] * 4
-        return [(a["g"], n, 4), (a["u"], n, 4), (a["out"], n, 4)]
+        n = a["T"] * a["n"] * 4
+        return [(a["g"], n, 4, False), (a["u"], n, 4, False), (a["out"], n, 4, True)]
     if op == "add":
-        n = a["n"] * 4
-        return [(a["a"], n, 4), (a["b"], n, 4)]
+        n = a["T"] * a["n"] * 4
+        return [(a["a"], n, 4, True), (a["b"], n, 4, False)]
     if op == "add_rows":
-        return [(a["y"], a["T"] * a["n"] * 4, 4), (a["b"], a["n"] * 4, 4)]
+        return [(a["y"], a["T"] * a["n"] * 4, 4, True), (a["b"], a["n"] * 4, 4, False)]
     raise AssertionError(op)
+
+
+def _conflict(c1: tuple, c2: tuple) -> bool:
+    """Whether two commands (spans, token split) may not run at once on different threads.
+
+    They may when they touch disjoint memory or only read the same, and also
+    when both split the same T tokens: then each thread works on the same
+    tokens in both, so it only meets its own rows.
+    """
+    (s1, t1), (s2, t2) = c1, c2
+    if t1 is not None and t1 == t2:
+        return False
+    for a0, an, _, aw in s1:
+        for b0, bn, _, bw in s2:
+            if (aw or bw) and a0 < b0 + bn and b0 < a0 + an:
+                return True
+    return False

@@ -22,11 +22,15 @@ OPS: dict[str, tuple[int, tuple[str, ...]]] = {
     "kv_store": (6, ("k", "v", "kc", "vc", "cap", "T", "pos0", "Hkv", "hd")),
     "attention": (7, ("q", "kc", "vc", "cap", "T", "pos0", "H", "Hkv", "hd", "scale", "out", "scratch",
                       "scratch_stride")),
-    "swiglu": (8, ("g", "u", "out", "n")),
-    "add": (9, ("a", "b", "n")),
+    "swiglu": (8, ("g", "u", "out", "T", "n")),
+    "add": (9, ("a", "b", "T", "n")),
     "add_rows": (10, ("y", "b", "T", "n")),
 }
 FLOAT_ARGS = {"eps", "scale"}
+NO_BARRIER = 1 << 16   # opcode flag: threads need not meet after this command (program.c)
+# ops whose threads each take the same share of the T tokens (program.c): a chain of them on the
+# same tokens needs no barrier in between; matmuls split rows, attention heads
+TOKEN_SPLIT = {"rmsnorm", "quant", "rope", "kv_store", "swiglu", "add", "add_rows"}
 # word offset (from a command's first word) of the position argument of the ops that take one
 POS_WORD = {op: 2 + names.index("pos0") for op, (_, names) in OPS.items() if "pos0" in names}
 QBLOCK = 32  # elements per quantized-activation block (act_quant.c)
@@ -77,7 +81,8 @@ class Program:
         by_code = {code: (name, names) for name, (code, names) in OPS.items()}
         w, i = self.words, 0
         while i < len(w):
-            name, names = by_code.get(w[i], (f"unknown opcode {w[i]}", ()))
+            code = w[i] & ~NO_BARRIER
+            name, names = by_code.get(code, (f"unknown opcode {code}", ()))
             n = max(2, w[i + 1])
             vals = [v & 0xFFFFFFFF for v in w[i + 2 : i + n]]
             yield name, dict(zip(names, vals))

@@ -50,7 +50,7 @@ const start = (d) => {
   Atomics.add(a, C + 3, 1);
   Atomics.notify(a, C + 3);
   for (;;) {
-    for (let i = 0; i < 200000 && Atomics.load(a, C) === gen; i++) {}   // spin briefly: the next step is near
+    for (let i = 0; i < 20000 && Atomics.load(a, C) === gen; i++) {}   // spin briefly (~50 us): the next step may be near
     Atomics.wait(a, C, gen);
     gen = Atomics.load(a, C);
     if (Atomics.load(a, C + 4)) break;
