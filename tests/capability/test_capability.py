@@ -33,6 +33,7 @@ def _browser(ua: str, **kw) -> CapabilityReport:
 
 @pytest.mark.parametrize("report,name", [
     (_report(webgpu=False), "no-webgpu"),
+    (_browser(UA_FIREFOX, webgpu=False), "wasm-cpu"),
     (_report(adapter={"vendor": "llvmpipe", "is_fallback": True}), "software-adapter"),
     (_browser(UA_CHROME, adapter={"vendor": "google", "architecture": "swiftshader", "is_fallback": True}),
      "software-adapter"),
@@ -49,7 +50,7 @@ def test_rules_pick_the_profile(report, name):
 def test_every_profile_is_complete_and_sane():
     for name in profile_names():
         p = get_profile(name)
-        assert p.description and p.backend in ("webgpu", "numpy") and p.matmul in ("tiled", "rowwise")
+        assert p.description and p.backend in ("webgpu", "wasm", "numpy") and p.matmul in ("tiled", "rowwise")
         assert p.readback_batch >= 1 and p.attn_splits >= 1 and 256 % p.matvec_lanes == 0
     assert get_profile("firefox").readback_batch > 1          # slow readback: batch the steps
 

@@ -21,7 +21,7 @@ from .report import CapabilityReport
 class Profile:
     name: str
     description: str = ""
-    backend: str = "webgpu"          # webgpu | numpy
+    backend: str = "webgpu"          # webgpu | wasm | numpy
     precision: str = "f32"
     kv_dtype: str = "f32"
     attn_splits: int = 16
@@ -33,6 +33,7 @@ class Profile:
     matvec_unroll: int = 1             # chunks per matvec loop iteration (1 | 2)
     memory_budget_mb: int = 2048
     max_workgroup_size: int = 256
+    cpu_threads: int = 0               # wasm backend: threads (0: as many as the report allows, 1: one)
 
     def with_overrides(self, **kw) -> "Profile":
         """A copy with fields changed; unknown names raise InvalidArgumentError naming the valid ones."""
@@ -50,8 +51,10 @@ class Profile:
             raise InvalidArgumentError(f"profile matmul must be 'tiled' or 'rowwise', got {kw['matmul']!r}")
         if "matvec_x" in kw and kw["matvec_x"] not in ("global", "shared"):
             raise InvalidArgumentError(f"profile matvec_x must be 'global' or 'shared', got {kw['matvec_x']!r}")
-        if "backend" in kw and kw["backend"] not in ("webgpu", "numpy"):
-            raise InvalidArgumentError(f"profile backend must be 'webgpu' or 'numpy', got {kw['backend']!r}")
+        if "backend" in kw and kw["backend"] not in ("webgpu", "wasm", "numpy"):
+            raise InvalidArgumentError(f"profile backend must be 'webgpu', 'wasm' or 'numpy', got {kw['backend']!r}")
+        if "cpu_threads" in kw and (not isinstance(kw["cpu_threads"], int) or kw["cpu_threads"] < 0):
+            raise InvalidArgumentError(f"profile cpu_threads must be an integer >= 0, got {kw['cpu_threads']!r}")
         return replace(self, **kw)
 
     def as_dict(self) -> dict:

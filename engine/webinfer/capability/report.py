@@ -32,6 +32,8 @@ class CapabilityReport:
     mobile: bool = False
     jspi: bool | None = None              # JS Promise Integration: sync readback from Python
     wasm_simd: bool | None = None
+    wasm_threads: bool | None = None      # worker threads for the wasm backend (isolated page, > 1 core)
+    wasm_threads_note: str = ""           # why not, when not
     cross_origin_isolated: bool | None = None   # SharedArrayBuffer / WASM threads possible
     device_memory_gb: float | None = None
     hardware_concurrency: int | None = None
@@ -78,6 +80,8 @@ class CapabilityReport:
             lines.append(f"browser          {self.browser or '?'} mobile={self.mobile} UA={self.user_agent!r}")
             lines.append(f"jspi={self.jspi} wasm_simd={self.wasm_simd} crossOriginIsolated={self.cross_origin_isolated} "
                          f"deviceMemory={self.device_memory_gb} cores={self.hardware_concurrency}")
+            lines.append(f"wasm threads     {'yes' if self.wasm_threads else 'no'}"
+                         + (f" ({self.wasm_threads_note})" if self.wasm_threads_note else ""))
         return "\n".join(lines)
 
 
@@ -108,6 +112,11 @@ def detect(device=None, *, open_device: bool = True) -> CapabilityReport:
         r.cross_origin_isolated = info.get("cross_origin_isolated")
         r.device_memory_gb = info.get("device_memory_gb")
         r.hardware_concurrency = info.get("hardware_concurrency")
+        from ..backends.wasm_threads import threads_possible
+
+        ok, why = threads_possible()
+        r.wasm_threads = ok and (r.hardware_concurrency or 1) > 1
+        r.wasm_threads_note = why if not ok else ("" if r.wasm_threads else "one core")
     if device is None and open_device:
         from ..devices import open_device as _open
         from ..errors import GPUError
