@@ -59,7 +59,7 @@ from .wasm_program import NO_BARRIER, OPS, POS_WORD, QBLOCK, TOKEN_SPLIT, Progra
 # ggml type name -> the type id matmul_q.c dispatches on (ggml's own ids)
 QUANT_KERNELS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
 
-FLUSH_BYTES = 32 << 20       # run the pending program once it has allocated this much (bounds prefill memory)
+FLUSH_BYTES = 8 << 20        # run the pending program once it has allocated this much (bounds prefill memory)
 KV_MIN_POSITIONS = 64        # the KV cache grows by doubling from this many positions
 
 _kernels = None              # the loaded module's exports, one per Pyodide instance
@@ -194,6 +194,10 @@ class WasmKVCache:
     def allocated(self, layer: int) -> int:
         return self._alloc[layer]
 
+    def __del__(self):
+        # freed after the next flush: a pending command may still write them
+        self._be._free_after_flush.extend(a for a in self.k_addr + self.v_addr if a)
+
     def nbytes(self) -> int:
         return 2 * sum(self._alloc) * self._hkv * self._hd * 4
 
@@ -225,6 +229,8 @@ class WasmBackend:
         self._region_set: set[tuple[int, int]] = set()
         self.flushes = 0
         self.recording: Recording | None = None     # set by wasm_plan while it records a step
+        self._rope_cache: dict = {}
+        self._free_after_flush: list[int] = []      # heap buffers released while commands were pending
         self._prev: int | None = None               # threads: first word of the last command
         self._group: list = []                      # threads: (spans, token split) of the commands since the last barrier
 
@@ -248,6 +254,8 @@ class WasmBackend:
                                   command=rc - 1)
         self.arena.flushed()
         self.flushes += 1
+        while self._free_after_flush:
+            self.heap.free(self._free_after_flush.pop())
 
     def _alloc(self, shape: tuple, itemsize: int = 4) -> WasmTensor:
         nbytes = math.prod(shape) * itemsize
@@ -349,12 +357,17 @@ class WasmBackend:
         return WasmKVCache(args, n_ctx, self)
 
     def rope_tables(self, args: ModelArgs, n_ctx: int, freq_factors=None) -> RopeTables:
-        cos, sin = (np.ascontiguousarray(t, np.float32) for t in rope_tables(args.rope, n_ctx, freq_factors))
-        addrs = []
-        for t in (cos, sin):
-            addrs.append(self.heap.pin(t))
-            self._register(addrs[-1], t.nbytes)
-        return RopeTables(addrs[0], addrs[1], cos.shape[1])
+        # one pair of tables per context length and model, shared by every session (they are
+        # read-only), so sessions neither pile up copies nor invalidate recorded decode steps
+        key = (n_ctx, args.rope, None if freq_factors is None else np.asarray(freq_factors).tobytes())
+        if key not in self._rope_cache:
+            cos, sin = (np.ascontiguousarray(t, np.float32) for t in rope_tables(args.rope, n_ctx, freq_factors))
+            addrs = []
+            for t in (cos, sin):
+                addrs.append(self.heap.pin(t))
+                self._register(addrs[-1], t.nbytes)
+            self._rope_cache[key] = RopeTables(addrs[0], addrs[1], cos.shape[1])
+        return self._rope_cache[key]
 
     # ------------------------------------------------------------ moving data in and out
 
