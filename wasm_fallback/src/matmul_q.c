@@ -79,17 +79,42 @@ INLINE float row32_x1(const int type, const u8 *row, int nb, const i16 *qx, cons
     acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(si), wasm_f32x4_mul(d, wasm_v128_load(dx + b))));
     if (type == Q4_1) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(f16x4_to_f32x4(gather4_u16(blk + 2, BB)), wasm_v128_load(sx + b)));
   }
-  float y = hsum_f32x4(acc);
-  for (; b < nb; b++) {
+  if (b < nb) { /* 1 to 3 blocks left (a 576-wide row has 18): the same, with empty lanes */
     const u8 *blk = row + b * BB;
-    v128_t w[4];
+    const v128_t z = wasm_i32x4_splat(0);
+    v128_t s[4] = {z, z, z, z}, w[4], h = z, hm = z, vdx = z, vsx = z, visx = z;
+    const int rem = nb - b;
     unpack32(type, blk, w);
-    i32 si = hsum_i32x4(dot32(w, qx + b * QBLOCK));
-    if (type == Q4_0) si -= 8 * isx[b];
-    y += f16_to_f32(load_u16(blk)) * dx[b] * (float)si;
-    if (type == Q4_1) y += f16_to_f32(load_u16(blk + 2)) * sx[b];
+    s[0] = dot32(w, qx + b * QBLOCK);
+    h = wasm_v128_load16_lane(blk, h, 0);
+    if (type == Q4_1) hm = wasm_v128_load16_lane(blk + 2, hm, 0);
+    vdx = wasm_v128_load32_lane(dx + b, vdx, 0);
+    vsx = wasm_v128_load32_lane(sx + b, vsx, 0);
+    visx = wasm_v128_load32_lane(isx + b, visx, 0);
+    if (rem > 1) {
+      unpack32(type, blk + BB, w);
+      s[1] = dot32(w, qx + (b + 1) * QBLOCK);
+      h = wasm_v128_load16_lane(blk + BB, h, 2);
+      if (type == Q4_1) hm = wasm_v128_load16_lane(blk + BB + 2, hm, 2);
+      vdx = wasm_v128_load32_lane(dx + b + 1, vdx, 1);
+      vsx = wasm_v128_load32_lane(sx + b + 1, vsx, 1);
+      visx = wasm_v128_load32_lane(isx + b + 1, visx, 1);
+    }
+    if (rem > 2) {
+      unpack32(type, blk + 2 * BB, w);
+      s[2] = dot32(w, qx + (b + 2) * QBLOCK);
+      h = wasm_v128_load16_lane(blk + 2 * BB, h, 4);
+      if (type == Q4_1) hm = wasm_v128_load16_lane(blk + 2 * BB + 2, hm, 4);
+      vdx = wasm_v128_load32_lane(dx + b + 2, vdx, 2);
+      vsx = wasm_v128_load32_lane(sx + b + 2, vsx, 2);
+      visx = wasm_v128_load32_lane(isx + b + 2, visx, 2);
+    }
+    v128_t si = hsum4_i32x4(s[0], s[1], s[2], s[3]);
+    if (type == Q4_0) si = wasm_i32x4_sub(si, wasm_i32x4_shl(visx, 3));
+    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(si), wasm_f32x4_mul(f16x4_to_f32x4(h), vdx)));
+    if (type == Q4_1) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(f16x4_to_f32x4(hm), vsx));
   }
-  return y;
+  return hsum_f32x4(acc);
 }
 
 /* one row, NT tokens: each block unpacked once */
