@@ -33,14 +33,32 @@ def test_noise_decides():
         return {"id": f"r{i}", "time": f"2026-01-0{i + 1}T00:00:00Z", "status": "ok", "engine": "webinfer",
                 "target": "t", "model": "m", "metrics": {"decode_tps": metric("decode_tps", values)},
                 "commit": {"short": f"c{i}"}}
-    tight = [rec(0, [10, 10.1, 9.9]), rec(1, [10, 10.1, 9.9]), rec(2, [9, 9.05, 8.95])]
-    loose = [rec(0, [10, 13, 7]), rec(1, [10, 13, 7]), rec(2, [9, 12, 6])]
+    tight = [rec(0, [10, 10.1, 9.9]), rec(1, [10, 10.1, 9.9]), rec(2, [10, 10.1, 9.9]), rec(3, [9, 9.05, 8.95])]
+    loose = [rec(0, [10, 13, 7]), rec(1, [10, 13, 7]), rec(2, [10, 13, 7]), rec(3, [9, 12, 6])]
     assert analysis.regressions(tight, flagged_only=True)
     assert not analysis.regressions(loose, flagged_only=True)
+    # one earlier run shows the change but cannot call it a regression: the between-run noise is unknown
+    (j,) = analysis.regressions(tight[1:2] + tight[3:], latest_only=True)
+    assert j["worse"] and not j["flagged"] and "earlier run" in j["reason"]
     # lower is better for times: a slower TTFT is flagged, a faster one is an improvement
-    t = [{**rec(i, [10, 10, 10]), "metrics": {"ttft_s": metric("ttft_s", [v])}} for i, v in enumerate([1, 1, 2])]
+    t = [{**rec(i, [10, 10, 10]), "metrics": {"ttft_s": metric("ttft_s", [v])}} for i, v in enumerate([1, 1, 1, 2])]
     (j,) = analysis.regressions(t, latest_only=True)
     assert j["flagged"] and not j["improved"]
+
+
+def test_a_machine_wide_slowdown_is_not_a_regression_of_the_target():
+    recs = history(4, regress=False)
+    for r in recs:  # during the last run everything, the baseline included, ran 40 % slower
+        if r["suite_id"] == "suite3" and r["status"] == "ok":
+            m = r["metrics"]["decode_tps"]
+            r["metrics"] = {**r["metrics"], "decode_tps": {**m, "median": m["median"] * 0.6,
+                                                             "min": m["min"] * 0.6, "max": m["max"] * 0.6}}
+    judged = [j for j in analysis.regressions(recs, latest_only=True) if j["metric"] == "decode_tps"]
+    by = {j["series"]: j for j in judged}
+    assert all(not j["flagged"] for t, j in by.items() if t != "cpython-numpy")
+    assert "baseline of the same run" in by["chromium-numpy"]["reason"]
+    # the baseline itself has nothing to be compared with in its run: judged on its raw values
+    assert by["cpython-numpy"]["flagged"] and by["cpython-numpy"]["ratio_worse"] is None
 
 
 def test_compare_commits_targets_engines():

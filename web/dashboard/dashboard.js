@@ -196,20 +196,23 @@
     const ids = new Set(records.map((r) => r.id));
     const byId = new Map(DATA.records.map((r) => [r.id, r]));
     const flagged = DATA.regressions.filter((j) => j.flagged && ids.has(j.run_id)).sort((a, b) => (a.time < b.time ? 1 : -1));
+    // worse, but with too little history or explained by the same run's baseline: shown greyed, with the reason
+    const watch = DATA.regressions.filter((j) => j.worse && !j.flagged && ids.has(j.run_id)).sort((a, b) => (a.time < b.time ? 1 : -1));
     state.flagged = flagged.length;
     const tb = $("regressions").tBodies[0];
     tb.textContent = "";
     const n = DATA.noise || {};
     text($("regression-rule"), `Flagged: worse than the median of the last ${n.window} runs of the same target by more ` +
-      `than ${n.factor}x the measured noise (at least ${Math.round((n.min_relative || 0) * 100)} %). ` +
-      `${flagged.length} flagged.`);
-    if (!flagged.length) {
+      `than ${n.factor}x the measured noise (at least ${Math.round((n.min_relative || 0) * 100)} %), with at least ` +
+      `${n.min_history} earlier runs, and worse as a ratio to the same run's baseline too. ${flagged.length} flagged; ` +
+      `${watch.length} other changes (grey) are worse but not called regressions (hover for why).`);
+    if (!flagged.length && !watch.length) {
       tb.append(el("tr", {}, el("td", { colspan: 7, text: "none: every metric is within its noise" })));
       return;
     }
-    for (const j of flagged) {
+    for (const j of [...flagged, ...watch]) {
       const m = DATA.metrics[j.metric];
-      tb.append(el("tr", { class: "flagged", "data-run": j.run_id, "data-metric": j.metric,
+      tb.append(el("tr", { class: j.flagged ? "flagged" : "watch", title: j.reason || "", "data-run": j.run_id, "data-metric": j.metric,
         onclick: () => showRecord(byId.get(j.run_id), `regression in ${j.metric}`) },
       el("td", { text: j.series }), el("td", { text: m ? m.label : j.metric }), el("td", { text: fmt(j.value) }),
       el("td", { text: fmt(j.baseline) }), el("td", { text: "±" + fmt(j.noise) }),

@@ -11,8 +11,18 @@ over its runs). The recent history of a series is its last
 median of their medians. The noise allowed is the largest of: the run's own
 noise, the history's typical own noise (median), the spread of the history's
 medians (1.4826 x MAD, a robust standard deviation), and
-:data:`MIN_RELATIVE_NOISE` of the baseline. A metric is flagged when it is
-worse than the baseline by more than :data:`NOISE_FACTOR` times that noise.
+:data:`MIN_RELATIVE_NOISE` of the baseline. A metric is worse when it is
+below (above, for times and memory) the baseline by more than
+:data:`NOISE_FACTOR` times that noise.
+
+On a shared machine other work comes and goes between runs, and one earlier
+run says nothing about that. So a metric is *flagged* only when
+- the series has at least :data:`MIN_HISTORY_TO_FLAG` earlier runs (their
+  medians' spread is the between-run noise), and
+- it is worse both as a raw value and as a ratio to the baseline target of its
+  own invocation (where that ratio exists): a machine that was busier during
+  the whole run slows the baseline too, and is not a regression of the target.
+Judgments with less history are kept (``flagged`` false, ``reason`` says why).
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from typing import Iterable
 from .record import MEMORY_METRICS, METRICS
 
 HISTORY_WINDOW = 5
-MIN_HISTORY = 1           # one earlier run is enough to compare with (its spread is its noise)
+MIN_HISTORY = 1           # one earlier run is enough to show a change ...
+MIN_HISTORY_TO_FLAG = 3   # ... three are needed to know the between-run noise and call it a regression
 NOISE_FACTOR = 2.0        # worse than the baseline by more than twice the measured noise
 MIN_RELATIVE_NOISE = 0.03  # never call a 3 % change a regression: the 2-core machine swings that much
 JUDGED_METRICS = ("decode_tps", "prefill_tps", "ttft_s", "load_s", "load_cached_s",
@@ -70,36 +81,72 @@ def by_series(records: Iterable[dict]) -> dict[tuple, list[dict]]:
 
 # ------------------------------------------------------------------ regressions
 
-def judge(history: list[dict], current: dict, name: str) -> dict | None:
-    """Compare ``current``'s metric ``name`` with the history of its series; None if not comparable."""
-    m = current["metrics"].get(name)
-    hist = [h["metrics"][name] for h in history if name in h.get("metrics", {})][-HISTORY_WINDOW:]
-    if m is None or len(hist) < MIN_HISTORY:
-        return None
+def _worse(hist: list[dict], m: dict, name: str) -> tuple[float, float, float]:
+    """(baseline, noise, worse_by) of summary ``m`` against the summaries ``hist`` (module docstring)."""
     medians = [h["median"] for h in hist]
     base = statistics.median(medians)
     mad = statistics.median([abs(x - base) for x in medians]) * 1.4826 if len(medians) > 1 else 0.0
     noise = max(own_noise(m), statistics.median([own_noise(h) for h in hist]), mad, MIN_RELATIVE_NOISE * abs(base))
     higher_better = METRICS.get(name, ("", True))[1]
-    worse_by = (base - m["median"]) if higher_better else (m["median"] - base)
+    return base, noise, (base - m["median"]) if higher_better else (m["median"] - base)
+
+
+def _ratio_summary(rec: dict, name: str, ratios: dict) -> dict | None:
+    r = ratios.get(rec["id"], {}).get(name)
+    if r is None:
+        return None
+    m = rec["metrics"][name]
+    scale = r / m["median"] if m["median"] else 0.0  # the baseline's value is median / r
+    return {"median": r, "min": m.get("min", m["median"]) * scale, "max": m.get("max", m["median"]) * scale}
+
+
+def judge(history: list[dict], current: dict, name: str, ratios: dict | None = None,
+          baseline: str | None = None) -> dict | None:
+    """Compare ``current``'s metric ``name`` with the history of its series; None if not comparable.
+    ``ratios``: :func:`baseline_ratios` of the records (target ``baseline``), for the same-invocation check."""
+    m = current["metrics"].get(name)
+    hist_recs = [h for h in history if name in h.get("metrics", {})][-HISTORY_WINDOW:]
+    if m is None or len(hist_recs) < MIN_HISTORY:
+        return None
+    base, noise, worse_by = _worse([h["metrics"][name] for h in hist_recs], m, name)
+    worse = worse_by > NOISE_FACTOR * noise
+    reason = None
+    if worse and len(hist_recs) < MIN_HISTORY_TO_FLAG:
+        reason = f"only {len(hist_recs)} earlier run(s): the between-run noise is unknown"
+    ratio_worse = None
+    if ratios:
+        cur_r = _ratio_summary(current, name, ratios)
+        hist_r = [x for x in (_ratio_summary(h, name, ratios) for h in hist_recs) if x is not None]
+        if cur_r is not None and len(hist_r) == len(hist_recs) and current["target"] != baseline:
+            _, rnoise, rworse = _worse(hist_r, cur_r, name)
+            ratio_worse = rworse > NOISE_FACTOR * rnoise
+            if worse and not ratio_worse and reason is None:
+                reason = "the baseline of the same run slowed down as much: the machine, not the target"
     return {
         "run_id": current["id"], "metric": name, "value": m["median"], "baseline": base,
         "noise": noise, "change": (m["median"] - base) / base if base else 0.0,
-        "worse_by": worse_by, "flagged": worse_by > NOISE_FACTOR * noise,
-        "improved": -worse_by > NOISE_FACTOR * noise, "history": len(hist),
+        "worse_by": worse_by, "worse": worse, "ratio_worse": ratio_worse,
+        "flagged": worse and reason is None, "reason": reason,
+        "improved": -worse_by > NOISE_FACTOR * noise, "history": len(hist_recs),
         "series": series_name(current), "model": current.get("model"),
         "commit": (current.get("commit") or {}).get("short"), "time": current["time"],
     }
 
 
-def regressions(records: Iterable[dict], *, flagged_only: bool = False, latest_only: bool = False) -> list[dict]:
+def regressions(records: Iterable[dict], *, flagged_only: bool = False, latest_only: bool = False,
+                baseline: str | None = None) -> list[dict]:
     """Every (run, metric) judged against its series' recent history (see the module docstring)."""
+    from .targets import baseline_name
+
+    records = list(records)
+    baseline = baseline or baseline_name()
+    ratios = baseline_ratios(records, baseline)
     out = []
     for runs in by_series(records).values():
         start = len(runs) - 1 if latest_only else 1
         for i in range(max(start, 1), len(runs)):
             for name in JUDGED_METRICS:
-                j = judge(runs[:i], runs[i], name)
+                j = judge(runs[:i], runs[i], name, ratios, baseline)
                 if j is not None and (j["flagged"] or not flagged_only):
                     out.append(j)
     return out
@@ -126,7 +173,7 @@ def baseline_ratios(records: list[dict], baseline: str) -> dict[str, dict[str, f
     out: dict[str, dict[str, float]] = {}
     by_suite: dict[str, list[dict]] = defaultdict(list)
     for r in ok(records):
-        by_suite[r["suite_id"]].append(r)
+        by_suite[r.get("suite_id")].append(r)
     for runs in by_suite.values():
         base = next((r for r in runs if r["target"] == baseline), None)
         if base is None:

@@ -73,7 +73,7 @@ def export_data(records: list[dict]) -> dict:
         "regressions": analysis.regressions(records),
         "ratios": analysis.baseline_ratios(records, base),
         "noise": {"window": analysis.HISTORY_WINDOW, "factor": analysis.NOISE_FACTOR,
-                  "min_relative": analysis.MIN_RELATIVE_NOISE},
+                  "min_relative": analysis.MIN_RELATIVE_NOISE, "min_history": analysis.MIN_HISTORY_TO_FLAG},
     }
 
 

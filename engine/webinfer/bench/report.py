@@ -57,9 +57,13 @@ the peer figures were taken with, so the numbers compare:
   memory, load average) and the capability report (WebGPU adapter, features,
   limits, WASM SIMD, JSPI, cross-origin isolation).
 - A *regression* is a metric worse than the median of its last
-  {window} runs (same target, model and machine) by more than {factor}x the
-  measured noise (the largest of the run's own spread, the history's
-  spread, and {min_rel:.0%} of the value).
+  {window} runs (same target, model, machine and suite) by more than {factor}x
+  the measured noise (the largest of the run's own spread, the spread of the
+  history's medians, and {min_rel:.0%} of the value), flagged only with at least
+  {min_hist} earlier runs and only if the ratio to the same run's baseline is
+  worse too: on a shared machine a busy minute slows everything, and that is
+  not a regression of the target. Changes that fail those two tests are listed
+  apart, with the reason.
 
 Reproduce: `./dev bench` runs the full suite on this machine and rebuilds this
 file; `./dev bench --suite quick` is shorter; `webinfer bench --compare A B`
@@ -117,6 +121,16 @@ def _memory(r: dict) -> str:
 
 def _where(r: dict) -> str:
     return r.get("browser") or r.get("runtime") or "?"
+
+
+def _load_note(suite: list[dict]) -> str:
+    """The 1-minute load average seen before each target: how busy the (shared) machine was."""
+    loads = [r["extra"]["loadavg_before"][0] for r in suite if (r.get("extra") or {}).get("loadavg_before")]
+    if not loads:
+        return ""
+    cpus = ((suite[0].get("machine") or {}).get("cpus")) or "?"
+    return (f" The machine's load average (other work included) went from {min(loads):.1f} to {max(loads):.1f} "
+            f"on {cpus} cores during the run: read absolute numbers with that in mind, ratios less so.")
 
 
 def latest_table(suite: list[dict], ratios: dict) -> list[str]:
@@ -194,6 +208,7 @@ def render(records: list[dict]) -> str:
     proto = cfg["suites"]["full"]["protocol"]
     out = [HEADER.format(decode_tokens=proto["decode_tokens"], runs=proto["runs"], baseline=baseline_name(),
                          window=analysis.HISTORY_WINDOW, factor=analysis.NOISE_FACTOR,
+                         min_hist=analysis.MIN_HISTORY_TO_FLAG,
                          min_rel=analysis.MIN_RELATIVE_NOISE)]
     suite = analysis.latest_suite(records)
     if not suite:
@@ -208,7 +223,7 @@ def render(records: list[dict]) -> str:
                f", {first['time'][:16].replace('T', ' ')} UTC, model {first['model']} ({first.get('quant')}), on "
                f"{mach.get('cpu')} x{mach.get('cpus')} ({mach.get('mem_total_mb', 0) // 1024} GB), "
                f"{proto.get('decode_tokens')} decode tokens, {proto.get('prefill_tokens')}-token prefill, "
-               f"{proto.get('runs')} runs.\n")
+               f"{proto.get('runs')} runs.{_load_note(suite)}\n")
     out += latest_table(suite, ratios)
     missing = [r for r in suite if r["status"] != "ok"]
     if missing:
@@ -243,7 +258,8 @@ def render(records: list[dict]) -> str:
         out.append("")
 
     out.append("## Regressions\n")
-    flagged = [j for j in analysis.regressions(records, latest_only=True) if j["flagged"]]
+    judged = analysis.regressions(records, latest_only=True)
+    flagged = [j for j in judged if j["flagged"]]
     if flagged:
         out.append("| target | metric | value | recent median | noise | change | commit |")
         out.append("| --- | --- | --- | --- | --- | --- | --- |")
@@ -251,7 +267,15 @@ def render(records: list[dict]) -> str:
             out.append(f"| {j['series']} | {METRICS[j['metric']][2]} | {j['value']:.4g} | {j['baseline']:.4g} "
                        f"| ±{j['noise']:.2g} | {j['change']:+.1%} | `{j['commit']}` |")
     else:
-        out.append("None: no target's latest run is worse than its recent history by more than its noise.")
+        out.append("None flagged: no target's latest run is worse than its recent history by more than its noise.")
+    watch = [j for j in judged if j["worse"] and not j["flagged"]]
+    if watch:
+        out.append("\nWorse than before, but not called a regression:\n")
+        out.append("| target | metric | value | recent median | change | why not |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for j in watch:
+            out.append(f"| {j['series']} | {METRICS[j['metric']][2]} | {j['value']:.4g} | {j['baseline']:.4g} "
+                       f"| {j['change']:+.1%} | {j['reason']} |")
     out.append("")
 
     out.append("## Compatibility\n\nEach target's latest attempt (skipped: not possible here yet; the note says why):\n")
