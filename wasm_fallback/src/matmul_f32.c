@@ -27,10 +27,9 @@ INLINE void row_f32(const int NT, const float *wr, int K, const float *x, int t0
 
 void matmul_f32(const float *w, int rows, int K, const float *x, int T, float *y, int ldy, int r0, int r1) {
   (void)rows;
-  for (int r = r0; r < r1; r++) {
-    const float *wr = w + (long)r * K;
-    int t = 0;
-    for (; t + 4 <= T; t += 4) row_f32(4, wr, K, x, t, y + r, ldy);
-    for (; t < T; t++) row_f32(1, wr, K, x, t, y + r, ldy);
-  }
+  int t = 0; /* tokens outer, rows inner (see matmul_q.c) */
+  for (; t + 4 <= T; t += 4)
+    for (int r = r0; r < r1; r++) row_f32(4, w + (long)r * K, K, x, t, y + r, ldy);
+  for (; t < T; t++)
+    for (int r = r0; r < r1; r++) row_f32(1, w + (long)r * K, K, x, t, y + r, ldy);
 }

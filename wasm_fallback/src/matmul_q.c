@@ -255,12 +255,16 @@ INLINE void row_q6k_xn(const int NT, const u8 *row, int nb, Act a, int t0, float
     const int BE = (TYPE == Q4_K || TYPE == Q6_K) ? 256 : 32;                                          \
     const int nb = K / BE, rb = nb * block_bytes(TYPE), KB = K / QBLOCK;                                \
     (void)KB; (void)rows;                                                                              \
-    for (int r = r0; r < r1; r++) {                                                                    \
-      const u8 *row = w + (long)r * rb;                                                                \
-      int t = 0;                                                                                       \
-      for (; t + TILE <= T; t += TILE) ROW_XN(TILE, row, nb, a, t, y + r, ldy);                         \
-      for (; t < T; t++) { ROW_X1; }                                                                   \
-    }                                                                                                  \
+    /* tokens outer, rows inner: a tile's activations (4 x K int16) stay in L1 while the  */           \
+    /* rows stream by; the other order re-read every token's activations for every row   */           \
+    int t = 0;                                                                                         \
+    for (; t + TILE <= T; t += TILE)                                                                   \
+      for (int r = r0; r < r1; r++) ROW_XN(TILE, w + (long)r * rb, nb, a, t, y + r, ldy);              \
+    for (; t < T; t++)                                                                                 \
+      for (int r = r0; r < r1; r++) {                                                                  \
+        const u8 *row = w + (long)r * rb;                                                              \
+        ROW_X1;                                                                                        \
+      }                                                                                                \
   }
 
 #define ROW32_XN_Q4_0(NT, row, nb, a, t, yy, ldy) row32_xn(Q4_0, NT, row, nb, a, t, yy, ldy)
