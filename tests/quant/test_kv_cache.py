@@ -106,3 +106,22 @@ def test_session_and_perplexity_with_a_compressed_cache(tiny_tied):
         results[d] = perplexity(model, ids, ctx=48, kv_dtype=d).ppl
     assert abs(results["int8"] / results["f32"] - 1) < 0.01
     assert abs(results["int4"] / results["f32"] - 1) < 0.05
+
+
+@pytest.mark.parametrize("spec", ["Q4_K", "Q8_0", "IQ4_NL"])
+def test_quantized_resident_weights(tiny_tied, tmp_path, spec, monkeypatch):
+    """weights="quantized": same logits as float32 weights, matrices never expanded whole."""
+    import webinfer.backends.numpy_backend as nb
+    from webinfer.quant.pipeline import quantize_model
+
+    path = tmp_path / f"{spec}.gguf"
+    quantize_model(tiny_tied, path, spec)
+    monkeypatch.setattr(nb, "QUANTIZED_CHUNK_ELEMS", 1000)        # several chunks even for tiny matrices
+    ids = [5, 9, 77, 3, 120, 64]
+    with GGUFFile.open(path) as g:
+        full = Session(load_model(g, NumpyBackend()), 16).evaluate(ids, n_logits=6)
+        model = load_model(g, NumpyBackend(weights="quantized"))
+    assert isinstance(model.layers[0].wq, nb.QuantizedTable) and isinstance(model.output, nb.QuantizedTable)
+    np.testing.assert_allclose(Session(model, 16).evaluate(ids, n_logits=6), full, rtol=1e-5, atol=1e-4)
+    with pytest.raises(InvalidArgumentError, match="weights must be"):
+        NumpyBackend(weights="int3")

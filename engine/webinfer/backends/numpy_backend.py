@@ -6,6 +6,8 @@ numpy, and one sgemm/sgemv call in CPython).  Dequantizing per step instead
 would cost the whole model's dequantization on every token; docs/architecture.md
 gives the measurements behind the choice.  A quantized embedding that is not
 also the output head stays quantized and rows are dequantized on lookup.
+``NumpyBackend(weights="quantized")`` keeps every matrix quantized instead:
+memory near the file's size, decode several times slower.
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ from ..model.args import ModelArgs
 from .rope import apply_rope, rope_tables
 
 
+# weights="quantized": rows of a matrix dequantized per linear() call at a time (1 Mi elements = 4 MiB of
+# float32), which bounds the temporary memory while keeping each x @ W.T a BLAS call of useful size.
+QUANTIZED_CHUNK_ELEMS = 1 << 20
+
+
 @dataclass
 class QuantizedTable:
-    """An embedding table kept in its GGUF blocks: [n_rows, row_bytes] uint8."""
+    """A matrix or embedding table kept in its GGUF blocks: [n_stored_rows, row_bytes] uint8."""
 
     raw: np.ndarray
     info: TensorInfo
+
+    def dequant_rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows r0..r1-1 as float32 [r1 - r0, cols]; r0 and r1 multiples of info.packed_rows (or r1 = rows)."""
+        k, n = self.info.packed_rows, self.info.shape[-1]
+        return dequantize_rows(self.raw[r0 // k : -(-r1 // k)], self.info.ggml_type, n * k).reshape(-1, n)
 
     def rows(self, ids: Sequence[int]) -> np.ndarray:
         k, n = self.info.packed_rows, self.info.shape[-1]
@@ -170,24 +182,38 @@ class NumpyBackend:
     # ------------------------------------------------------------ weights
 
     def load_matrix(self, info: TensorInfo, raw: np.ndarray) -> np.ndarray:
+        if self._keep_quantized(info):
+            return self._table(info, raw)
         return dequantize(raw, info.ggml_type, info.shape, name=info.name, packed_rows=info.packed_rows)
+
+    def _keep_quantized(self, info: TensorInfo) -> bool:
+        return getattr(self, "weights", "f32") == "quantized" and info.type_name not in ("F32", "F16", "BF16")
+
+    @staticmethod
+    def _table(info: TensorInfo, raw: np.ndarray) -> QuantizedTable:
+        n_rows, row_len = info.shape
+        k = info.packed_rows
+        return QuantizedTable(raw.reshape(n_rows // k, row_nbytes(info.ggml_type, row_len * k)), info)
 
     def load_vector(self, info: TensorInfo, raw: np.ndarray) -> np.ndarray:
         return dequantize(raw, info.ggml_type, info.shape, name=info.name)
 
     def load_embedding(self, info: TensorInfo, raw: np.ndarray, *, also_output: bool):
-        if also_output or info.type_name in ("F32", "F16", "BF16"):
+        if (also_output and not self._keep_quantized(info)) or info.type_name in ("F32", "F16", "BF16"):
             return dequantize(raw, info.ggml_type, info.shape, name=info.name, packed_rows=info.packed_rows)
-        n_rows, row_len = info.shape
-        k = info.packed_rows
-        return QuantizedTable(raw.reshape(n_rows // k, row_nbytes(info.ggml_type, row_len * k)), info)
+        return self._table(info, raw)
 
     # ------------------------------------------------------------ state
 
-    def __init__(self, kv_dtype: str = "f32"):
+    def __init__(self, kv_dtype: str = "f32", weights: str = "f32"):
+        """``weights="quantized"`` keeps matrices in their GGUF blocks (memory about the file's size) and
+        dequantizes them chunk by chunk in every ``linear`` (slower: the whole model each token)."""
         if kv_dtype not in KV_DTYPES:
             raise InvalidArgumentError(f"unknown KV cache type {kv_dtype!r}; choose one of {', '.join(KV_DTYPES)}")
+        if weights not in ("f32", "quantized"):
+            raise InvalidArgumentError(f"weights must be 'f32' or 'quantized', not {weights!r}")
         self.kv_dtype = kv_dtype
+        self.weights = weights
 
     def new_kv_cache(self, args: ModelArgs, n_ctx: int, kv_dtype: str | None = None) -> NumpyKVCache:
         return NumpyKVCache(args, n_ctx, kv_dtype or getattr(self, "kv_dtype", "f32"))
@@ -207,7 +233,16 @@ class NumpyBackend:
         return x * (1.0 / np.sqrt(ms + eps)).astype(np.float32) * w
 
     def linear(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-        y = x @ w.T
+        if isinstance(w, QuantizedTable):
+            rows, cols = w.info.shape
+            k = w.info.packed_rows
+            step = max(k, QUANTIZED_CHUNK_ELEMS // cols // k * k)
+            y = np.empty((x.shape[0], rows), np.float32)
+            for r0 in range(0, rows, step):
+                r1 = min(rows, r0 + step)
+                y[:, r0:r1] = x @ w.dequant_rows(r0, r1).T
+        else:
+            y = x @ w.T
         if b is not None:
             y += b
         return y
