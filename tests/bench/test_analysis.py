@@ -159,3 +159,25 @@ def test_recommendations_choose_among_the_quantizations_of_a_model():
              "metrics": {"decode_tps": metric("decode_tps", [15.0]), "peak_rss_mb": metric("peak_rss_mb", [500.0])}}
     assert [r["quant"] for r in analysis.recommendations([big, small], 1000)] == ["Q8_0"]
     assert [r["quant"] for r in analysis.recommendations([big, small], 600)] == ["Q4_0"]
+
+
+def test_the_llama_cpp_runner_end_to_end_with_a_stand_in(tmp_path, monkeypatch):
+    """The native peer's plumbing (interpreter choice, subprocess, JSON, record) with a fake llama_cpp."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from webinfer.bench import native
+
+    fake = Path(__file__).with_name("fake_llama_cpp")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(targets.LLAMA_CPP_PYTHON_ENV, sys.executable)
+    assert targets.unavailable(targets.targets()["llama-cpp"]) is None
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    r = native.run_llama_cpp(targets.llama_cpp_python(), {
+        "model": str(model), "runs": 2, "decode_tokens": 8, "warmup_tokens": 2, "decode_prompt": "The capital",
+        "prefill_text": "x" * 100, "n_ctx": 256, "threads": 1})
+    assert set(r["metrics"]) == {"load_s", "ttft_s", "decode_tps", "prefill_tps", "peak_rss_mb"}
+    assert r["metrics"]["decode_tps"]["n"] == 2 and r["metrics"]["decode_tps"]["median"] > 0
+    assert r["protocol"]["prefill_tokens"] == 101 and r["versions"]["llama_cpp_python"] == "0.0.0-fake"
