@@ -25,6 +25,7 @@
   ];
   const MEMORY = ["gpu_buffer_mb", "wasm_heap_mb", "peak_rss_mb"];
   const CLICK_RADIUS_PX = 24;
+  const MAX_X_LABELS = 10;
   let DATA = null;
   let plots = [];
   let COLORS = new Map();  // target -> colour, the same in every chart
@@ -92,15 +93,28 @@
     return s;
   }
 
+  // x: one position per run (invocation), in time order, labelled with its commit; every target of a
+  // run sits at the same x, so a column of points is one run and a line is one target across commits.
+  function runsAxis(records) {
+    const first = new Map();
+    for (const r of records) {
+      const t = first.get(r.suite_id);
+      if (!t || r.time < t.time) first.set(r.suite_id, r);
+    }
+    const runs = [...first.values()].sort((a, b) => (a.time < b.time ? -1 : 1));
+    return { index: new Map(runs.map((r, i) => [r.suite_id, i])),
+      labels: runs.map((r) => `${commitOf(r)}\n${r.time.slice(5, 16).replace("T", " ")}`) };
+  }
+
   function timeChart(spec, records, width) {
     const ok = records.filter((r) => r.status === "ok" && metricValue(r, spec.id) != null);
     const targets = [...new Set(ok.map((r) => r.target))].sort();
-    const times = [...new Set(ok.map((r) => Date.parse(r.time) / 1000))].sort((a, b) => a - b);
-    const index = new Map(times.map((t, i) => [t, i]));
+    const axis = runsAxis(ok);
+    const times = axis.labels.map((_, i) => i);
     const ys = targets.map(() => times.map(() => null));
     const recs = targets.map(() => times.map(() => null));
     for (const r of ok) {
-      const si = targets.indexOf(r.target), xi = index.get(Date.parse(r.time) / 1000);
+      const si = targets.indexOf(r.target), xi = axis.index.get(r.suite_id);
       ys[si][xi] = metricValue(r, spec.id);
       recs[si][xi] = r;
     }
@@ -119,11 +133,13 @@
     const unit = $("f-ratio").checked ? "x baseline" : "";
     const u = new uPlot({
       title: spec.title + (unit ? ` (${unit})` : ""), width, height: 260,
-      // one run: a fixed hour around it, instead of uPlot's default span of years
-      scales: { x: times.length > 1 ? { time: true } : { time: true, range: [times[0] - 1800, times[0] + 1800] } },
-      series: [{}, ...targets.map((t) => ({ label: t, stroke: colorOf(t), width: 2,
+      scales: { x: { time: false, range: [-0.5, times.length - 0.5] } },
+      series: [{ label: "run", value: (u, v) => (v == null ? "–" : (axis.labels[v] || "").replace("\n", " ")) },
+        ...targets.map((t) => ({ label: t, stroke: colorOf(t), width: 2,
         spanGaps: true, points: { show: true, size: 7, fill: colorOf(t) } }))],
-      axes: [{}, { size: 60 }],
+      axes: [{ splits: () => times.filter((i) => i % Math.ceil(times.length / MAX_X_LABELS) === 0),
+        values: (u, splits) => splits.map((i) => axis.labels[i] ?? ""), size: 50 },
+        { size: 60 }],
       legend: { live: true },
       hooks: { draw: [(u) => {
         const ctx = u.ctx;
