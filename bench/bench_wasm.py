@@ -171,7 +171,8 @@ def main(argv=None) -> int:
         dec = statistics.median(_median(r["decode"], "tokens_per_s") for r in rows)
         pre = statistics.median(_median(r["prefill"], "tokens_per_s") for r in rows)
         mem = max(r["peak_renderer_rss_mb"] for r in rows)
-        heap = max((r.get("wasm_heap_bytes") or 0) / 2**20 for r in rows) or float("nan")
+        heap = max(((r.get("wasm_heap_bytes") or 0) + (r.get("shared_memory_bytes") or 0)) / 2**20
+                   for r in rows) or float("nan")   # webinfer: Pyodide's heap (+ the threads' shared memory)
         thr = rows[0].get("threads", 1)
         iso = rows[0]["env"]["crossOriginIsolated"]
         summary[name] = {"decode_tps": dec, "prefill_tps": pre, "peak_renderer_rss_mb": mem, "wasm_heap_mb": heap,

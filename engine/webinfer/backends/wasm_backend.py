@@ -1,17 +1,19 @@
-"""The wasm backend: quantized weights and WASM SIMD kernels on Pyodide's own memory.
+"""The wasm backend: quantized weights and WASM SIMD kernels (docs/wasm.md).
 
 Where it runs: inside Pyodide (browser worker or Node).  The kernels
 (wasm_fallback/, shipped as ``webinfer/wasm/kernels.wasm``) are loaded by
 Pyodide's dynamic linker into Pyodide's linear memory, so they read numpy
-arrays in place.  In CPython, creating this backend raises
-:class:`WasmUnavailableError`; the numpy backend is the portable path.
+arrays in place; with worker threads (wasm_threads.py) everything lives in
+a shared memory instead (wasm_memory.SharedHeap).  In CPython, creating
+this backend raises :class:`WasmUnavailableError`; the numpy backend is
+the portable path.
 
 How it runs: ops are not executed when the model calls them.  Each call
 records a command into a :class:`~.wasm_program.Program` and returns a
 handle (:class:`WasmTensor`) to memory that will hold the result;
 ``to_numpy`` (once per forward pass, for the logits) runs the whole program
 with one call into WASM.  A decode step is therefore one Python->WASM
-crossing, not one per op.
+crossing, not one per op (wasm_plan.py also skips re-recording it).
 
 Weights: matrices in a format with a kernel (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K)
 stay exactly as the GGUF file stores them, so the model takes about its file
@@ -21,10 +23,11 @@ Activations are quantized to int16 per block of 32 before a quantized
 matmul (act_quant.c says why int16: greedy output must match numpy's).
 
 Memory rules (zero-copy by address; ``debug=True`` checks them on every command):
-- Alignment: activation buffers are 64-byte aligned (an arena of numpy chunks);
-  weights, norms, rope tables and the KV cache are numpy arrays (8-byte
-  aligned or better).  Kernels never require more than 1-byte alignment
-  (WASM v128 loads and stores are unaligned-safe); alignment is for speed.
+- Alignment: activation buffers are 64-byte aligned (arena chunks);
+  weights are the GGUF bytes where they were read, norms, rope tables and
+  the KV cache numpy arrays or heap buffers.  Kernels never require more
+  than 1-byte alignment (WASM v128 loads and stores are unaligned-safe);
+  alignment is for speed.
 - Bounds: every pointer in a command must lie, with all the bytes the
   command touches, inside a live allocation: an arena block, a weight, a
   rope table or a KV-cache layer.  The debug mode checks each command
@@ -33,8 +36,9 @@ Memory rules (zero-copy by address; ``debug=True`` checks them on every command)
   only becomes reusable after the next flush (the program may still read or
   write it).  Blocks handed out before a flush are therefore never touched
   by a pending command, so ``embed`` may write into a fresh block at once.
-  KV-cache growth flushes first.  Weights live as long as the model.
-  The memory is Pyodide's heap, which only grows, so addresses stay valid.
+  KV-cache growth flushes first; a dropped cache's buffers are freed after
+  the next flush.  Weights live as long as the model.  Both memories only
+  grow, so addresses stay valid.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from ..formats.gguf import TensorInfo
 from ..formats.quants import dequantize, dequantize_rows, row_nbytes
 from ..model.args import ModelArgs
 from .rope import rope_tables
-from .wasm_memory import Arena, LocalHeap, SharedHeap, address
+from .wasm_memory import Arena, LocalHeap, address
 from .wasm_program import NO_BARRIER, OPS, POS_WORD, QBLOCK, TOKEN_SPLIT, Program, f32_bits
 
 # ggml type name -> the type id matmul_q.c dispatches on (ggml's own ids)
@@ -214,7 +218,9 @@ class WasmBackend:
         """``threads``: a started pool (wasm_threads.start_threads) to run on its shared memory; else
         single-threaded on Pyodide's own memory (zero-copy)."""
         if threads is not None:
-            self.heap = SharedHeap(threads.memory)
+            from .wasm_threads import shared_heap
+
+            self.heap = shared_heap(threads)
             self._run = threads.run
             self.n_threads = int(threads.nth)
         else:

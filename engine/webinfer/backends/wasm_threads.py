@@ -114,6 +114,7 @@ async (bytes, nth, initialPages, maxPages, ctrl, timeoutMs, workerSrc) => {
 """
 
 _pool = None
+_heaps: dict[int, Any] = {}   # id(pool) -> its SharedHeap: every backend on a pool shares one allocator
 
 
 def threads_possible() -> tuple[bool, str]:
@@ -159,9 +160,36 @@ async def start_threads(n: int | None = None) -> Any:
     return _pool
 
 
+async def prepare(cpu_threads: int = 0) -> int:
+    """Start threads for the wasm backend where they can run; returns the thread count (1 without).
+
+    ``cpu_threads`` is the profile's field: 0 for the hardware's thread
+    count, 1 for none.  Never raises: where threads cannot start, the backend
+    runs single-threaded on Pyodide's memory.  Call it (async) before the
+    model loads, e.g. in the browser loader before ``Engine(backend="wasm")``.
+    """
+    n = cpu_threads or default_threads()
+    if n <= 1 or not threads_possible()[0]:
+        return 1
+    try:
+        return int((await start_threads(n)).nth)
+    except WasmUnavailableError:
+        return 1
+
+
 def current_pool() -> Any:
     """The pool :func:`start_threads` started, or None."""
     return _pool
+
+
+def shared_heap(pool: Any):
+    """The allocator of ``pool``'s shared memory (one per pool, whatever the number of backends on it)."""
+    from .wasm_memory import SharedHeap
+
+    key = id(pool)
+    if key not in _heaps:
+        _heaps[key] = (pool, SharedHeap(pool.memory))   # the pool is kept, so its id stays its own
+    return _heaps[key][1]
 
 
 def stop_threads() -> None:
@@ -169,4 +197,5 @@ def stop_threads() -> None:
     global _pool
     if _pool is not None:
         _pool.close()
+        _heaps.pop(id(_pool), None)
         _pool = None
