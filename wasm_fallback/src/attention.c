@@ -112,7 +112,7 @@ void attention(const float *q, const float *k, const float *v, float *kc, float 
   for (int h = h0; h < h1;) {
     const int g = h / rep, end = (g + 1) * rep < h1 ? (g + 1) * rep : h1;
     const float *kh = kc + (long)g * cap * hd, *vh = vc + (long)g * cap * hd;
-    for (; h < end; h += GROUP) {
+    while (h < end) {
       const int ng = end - h < GROUP ? end - h : GROUP;
       for (int t = 0; t < T; t++) {
         const float *q0 = q + ((long)t * H + h) * hd;
@@ -125,6 +125,7 @@ void attention(const float *q, const float *k, const float *v, float *kc, float 
           default: attend(4, q0, hd, kh, vh, n, hd, scale, o0, scratch, stride); break;
         }
       }
+      h += ng;
     }
   }
 }
