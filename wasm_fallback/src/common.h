@@ -128,9 +128,8 @@ void matmul_f32(const float *w, int rows, int K, const float *x, int T, float *y
 /* norm.c, rope.c, attention.c, elementwise.c */
 void rmsnorm(const float *x, const float *w, float *out, int T, int D, float eps);
 void rope(float *x, int T, int H, int hd, int half, const float *cos, const float *sin, int pos0, int neox);
-#define ATTN_GROUP 4 /* attention.c's GROUP: rows of scratch a thread needs */
 void attention(const float *q, const float *k, const float *v, float *kc, float *vc, int cap, int T, int pos0,
-               int H, int Hkv, int hd, float scale, float *out, float *scratch, int stride, int h0, int h1);
+               int H, int Hkv, int hd, float scale, float *out, float *scratch, int h0, int h1);
 void kv_store(const float *k, const float *v, float *kc, float *vc, int cap, int T, int pos0, int Hkv, int hd);
 void swiglu(const float *g, const float *u, float *out, int n);
 void add_inplace(float *a, const float *b, int n);

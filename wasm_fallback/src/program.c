@@ -28,8 +28,7 @@ enum {
   OP_MATMUL_F32 = 4, /* w, rows, K, x, T, y, ldy */
   OP_ROPE = 5,       /* x, T, H, hd, half, cos, sin, pos0, neox */
   OP_KV_STORE = 6,   /* k, v, kc, vc, cap, T, pos0, Hkv, hd */
-  OP_ATTENTION = 7,  /* q, kc, vc, cap, T, pos0, H, Hkv, hd, scale, out, scratch, scratch_stride:
-                        scratch is nth * ATTN_GROUP rows of scratch_stride floats */
+  OP_ATTENTION = 7,  /* q, kc, vc, cap, T, pos0, H, Hkv, hd, scale, out, scratch, scratch_stride */
   OP_SWIGLU = 8,     /* g, u, out, T, n: T rows of n */
   OP_ADD = 9,        /* a, b, T, n: T rows of n */
   OP_ADD_ROWS = 10,  /* y, b, T, n: y[t] += b for every row t */
@@ -97,7 +96,7 @@ static int run_program(const i32 *cmd, int nwords, int tid, int nth, i32 *sync) 
       case OP_ATTENTION: {
         int H = c[8];
         attention(P(2), 0, 0, P(3), P(4), c[5], c[6], c[7], H, c[9], c[10], F(11), P(12),
-                  (float *)P(13) + (long)tid * ATTN_GROUP * c[14], c[14], share_lo(H, tid, nth), share_lo(H, tid + 1, nth));
+                  (float *)P(13) + (long)tid * c[14], share_lo(H, tid, nth), share_lo(H, tid + 1, nth));
         break;
       }
       case OP_SWIGLU: {

@@ -65,7 +65,6 @@ QUANT_KERNELS = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8, "Q4_K": 12, "Q6_K": 14}
 
 FLUSH_BYTES = 8 << 20        # run the pending program once it has allocated this much (bounds prefill memory)
 KV_MIN_POSITIONS = 64        # the KV cache grows by doubling from this many positions
-ATTN_GROUP = 4               # attention.c handles up to 4 query heads of a kv head together
 
 _kernels = None              # the loaded module's exports, one per Pyodide instance
 
@@ -474,7 +473,7 @@ class WasmBackend:
         self._emit("kv_store", k.addr, v.addr, kc, vc, cap, t, pos0, hkv, hd)
         out = self._alloc((t, h * hd))
         stride = max(n, cap if self.recording is not None else 0)  # a replayed step may attend to up to cap
-        scratch = self._alloc((self.n_threads * ATTN_GROUP * stride,))  # ATTN_GROUP rows per thread
+        scratch = self._alloc((self.n_threads * stride,))          # one row per thread
         self._emit("attention", q.addr, kc, vc, cap, t, pos0, h, hkv, hd, f32_bits(float(np.float32(1.0 / np.sqrt(hd)))),
                    out.addr, scratch.addr, stride)
         return out
@@ -546,7 +545,7 @@ def _spans(op: str, a: dict) -> list[tuple[int, int, int, bool]]:
         c = hkv * a["cap"] * hd * 4
         return [(a["q"], t * h * hd * 4, 4, False), (a["kc"], c, 4, False), (a["vc"], c, 4, False),
                 (a["out"], t * h * hd * 4, 4, True), (a["scratch"], (a["pos0"] + t) * 4, 4, True),
-                (a["scratch"], ATTN_GROUP * a["scratch_stride"] * 4, 4, True)]
+                (a["scratch"], a["scratch_stride"] * 4, 4, True)]
     if op == "swiglu":
         n = a["T"] * a["n"] * 4
         return [(a["g"], n, 4, False), (a["u"], n, 4, False), (a["out"], n, 4, True)]
